@@ -1,0 +1,46 @@
+# nextsong: set-up, the synthetic flow step by step, tests and benchmarks.
+# `make synthetic-all` runs the whole flow on the default preset; `make test` runs the checks.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PRESET ?= default
+SEED ?= 7
+DATA ?= data/synthetic
+USER ?= 0
+# One thread per process: with two cores shared, more threads are slower (INSTALL-NOTES.md).
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: install test lint synthetic-data synthetic-split synthetic-all bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned, so nothing can pull a CUDA build in.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev,serve]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: lint
+	$(BIN)/pytest -q
+
+synthetic-data: install
+	$(BIN)/nextsong generate --preset $(PRESET) --seed $(SEED) --out $(DATA) --force
+
+synthetic-split: install
+	$(BIN)/nextsong split --data $(DATA)
+
+synthetic-all: synthetic-data synthetic-split
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,107 @@
+"""The `nextsong` command line: one thin command per pipeline step.
+
+Commands parse options, call the library, and print; nothing else lives here. Heavy imports
+(numpy, pyarrow, torch) happen inside the commands so `nextsong --help` answers at once. A
+`NextsongError` (bad input) becomes a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from nextsong.errors import ConfigError, NextsongError
+
+app = typer.Typer(
+    help="Predicts the next song a listener will play. See README.md for the flow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+DEFAULT_DATA = Path("data/synthetic")
+DataOption = Annotated[Path, typer.Option("--data", help="World folder to read.")]
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """'3/64' -> (3, 64); shards are numbered from 0."""
+    if value is None:
+        return None
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/N (e.g. 3/64), got {value!r}") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {value}: i must be in 0..N-1")
+    return index, count
+
+
+@app.command()
+def generate(
+    preset: Annotated[str, typer.Option(help="tiny, small, default or large.")] = "default",
+    seed: Annotated[int, typer.Option(help="Same preset and seed give the same bytes.")] = 7,
+    out: Annotated[Path, typer.Option(help="Folder to write the world into.")] = DEFAULT_DATA,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    users: Annotated[int | None, typer.Option(help="Override the preset's listeners.")] = None,
+    songs: Annotated[int | None, typer.Option(help="Override the preset's songs.")] = None,
+    artists: Annotated[int | None, typer.Option(help="Override the preset's artists.")] = None,
+    days: Annotated[int | None, typer.Option(help="Override the preset's days.")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="Generate only shard i/N of a sharded preset.")
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option(help="Finish a world whose shards were generated apart.")
+    ] = False,
+) -> None:
+    """Write a synthetic listening world: tables, hidden truth/ and manifest.json."""
+    from nextsong.config import world_config
+    from nextsong.synth import generate as synth
+
+    config = world_config(
+        preset, seed, n_users=users, n_songs=songs, n_artists=artists, n_days=days
+    )
+    started = time.perf_counter()
+    shard_spec = parse_shard(shard)
+    if shard_spec is not None:
+        index, count = shard_spec
+        if count != config.n_shards:
+            raise ConfigError(
+                f"--shard {shard}: preset {preset!r} has {config.n_shards} shards, so N must be "
+                f"{config.n_shards}"
+            )
+        summary = synth.generate_shard(config, out, index)
+        console.print(
+            f"shard {index}/{count}: {summary.users:,} listeners, {summary.sessions:,} sessions, "
+            f"{summary.events:,} events in {out} ({time.perf_counter() - started:.1f} s)"
+        )
+        return
+    if merge:
+        manifest = synth.merge_shards(config, out)
+    else:
+        with console.status("generating") as status:
+            manifest = synth.generate_world(
+                config, out, force=force, progress=lambda step: status.update(f"generating {step}")
+            )
+    counts = manifest["counts"]
+    console.print(
+        f"[bold]world[/bold] {out}: preset {preset}, seed {seed}, {counts['users']:,} listeners, "
+        f"{counts['songs']:,} songs, {counts['artists']:,} artists, {counts['sessions']:,} "
+        f"sessions, {counts['events']:,} events ({time.perf_counter() - started:.1f} s)"
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except NextsongError as error:
+        error_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
