@@ -60,7 +60,8 @@ def song_titles(n: int, rng: np.random.Generator) -> list[str]:
         if s == 0:
             titles.append(f"{ADJECTIVES[a]} {TITLE_NOUNS[b]}")
         elif s == 1:
-            titles.append(f"{TITLE_NOUNS[b]} of {ADJECTIVES[a].lower()} {TITLE_NOUNS[-b - 1].lower()}")
+            other = TITLE_NOUNS[-b - 1].lower()
+            titles.append(f"{TITLE_NOUNS[b]} of {ADJECTIVES[a].lower()} {other}")
         elif s == 2:
             titles.append(f"The {TITLE_NOUNS[b]}")
         else:

@@ -61,9 +61,7 @@ class Sessions:
     target_energy: np.ndarray  # (N,) float64 in [0, 1]
 
 
-def plan_sessions(
-    config: WorldConfig, listeners: Listeners, rng: np.random.Generator
-) -> Sessions:
+def plan_sessions(config: WorldConfig, listeners: Listeners, rng: np.random.Generator) -> Sessions:
     per_week = np.array([kind.sessions_per_week for kind in config.kinds])[listeners.kind]
     expected = per_week * listeners.activity * config.n_days / 7.0
     count = np.minimum(rng.poisson(expected), SESSIONS_PER_USER_LIMIT - 1)
@@ -333,7 +331,8 @@ def simulate(
             now_us=next_now[go_on],
         )
 
-    row, position, song, ts, played, skipped = (np.concatenate(part) for part in zip(*steps))
+    columns = (np.concatenate(part) for part in zip(*steps, strict=True))
+    row, position, song, ts, played, skipped = columns
     order = np.lexsort((position, row))
     row = row[order]
     return Events(
