@@ -31,6 +31,11 @@ DEFAULT_DATA = Path("data/synthetic")
 DataOption = Annotated[Path, typer.Option("--data", help="World folder to read.")]
 
 
+@app.callback()
+def _commands() -> None:
+    """Keeps `nextsong` a group of commands even while only one is registered."""
+
+
 def parse_shard(value: str | None) -> tuple[int, int] | None:
     """'3/64' -> (3, 64); shards are numbered from 0."""
     if value is None:
@@ -54,6 +59,9 @@ def generate(
     songs: Annotated[int | None, typer.Option(help="Override the preset's songs.")] = None,
     artists: Annotated[int | None, typer.Option(help="Override the preset's artists.")] = None,
     days: Annotated[int | None, typer.Option(help="Override the preset's days.")] = None,
+    shards: Annotated[
+        int | None, typer.Option(help="Override the preset's number of listener shards.")
+    ] = None,
     shard: Annotated[
         str | None, typer.Option(help="Generate only shard i/N of a sharded preset.")
     ] = None,
@@ -66,7 +74,7 @@ def generate(
     from nextsong.synth import generate as synth
 
     config = world_config(
-        preset, seed, n_users=users, n_songs=songs, n_artists=artists, n_days=days
+        preset, seed, n_users=users, n_songs=songs, n_artists=artists, n_days=days, n_shards=shards
     )
     started = time.perf_counter()
     shard_spec = parse_shard(shard)
