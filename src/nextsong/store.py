@@ -108,12 +108,17 @@ def staged_dir(final: Path, force: bool = False) -> Iterator[Path]:
 
 
 def write_manifest(folder: Path, kind: str, **fields: Any) -> dict[str, Any]:
-    """Writes `folder/manifest.json` with the sha256 of every file below it (itself excepted)."""
+    """Writes `folder/manifest.json` with the sha256 of every file below it.
+
+    The manifest itself and hidden paths (work in progress such as shard markers) are left out.
+    """
     folder = Path(folder)
     files = {
         path.relative_to(folder).as_posix(): sha256_file(path)
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.name != MANIFEST and not path.name.startswith(".")
+        if path.is_file()
+        and path.name != MANIFEST
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     }
     manifest = {"schema_version": SCHEMA_VERSION, "kind": kind, **fields, "files": files}
     write_json(folder / MANIFEST, manifest)

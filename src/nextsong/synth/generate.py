@@ -9,6 +9,7 @@ generated on its own (`--shard i/N`) then merged (`--merge`), which writes the m
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ def merge_shards(config: WorldConfig, out: Path) -> dict[str, Any]:
         if not marker.exists():
             raise DataError(f"shard {shard}/{config.n_shards} is not finished in {out}")
         record = read_json(marker)
-        if record.get("config") != config.to_dict():
+        if record.get("config") != json.loads(json.dumps(config.to_dict())):
             raise DataError(f"shard {shard} in {out} was generated with other settings")
         summaries.append(ShardSummary(**{k: record[k] for k in ShardSummary.__annotations__}))
     return _finish(config, build_catalog(config, catalog_rng(config)), out, summaries)
