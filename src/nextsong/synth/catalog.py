@@ -17,6 +17,7 @@ import numpy as np
 
 from nextsong.config import WorldConfig
 from nextsong.synth.names import artist_names, song_titles
+from nextsong.synth.sampling import RowSampler, SegmentSampler, draw_rows
 
 # (name, family, base energy 0 calm .. 1 energetic)
 GENRES: tuple[tuple[str, str, float], ...] = (
@@ -200,17 +201,17 @@ def _follow_candidates(
     """
     behaviour = config.behaviour
     n_songs, m = len(song_genre), behaviour.follow_candidates
-    order, starts, cumulative = genre_sorted_cumsum(song_genre, np.sqrt(song_popularity))
-    genre_rows = np.exp(6.0 * similarity)  # (G, G): mostly the same family
+    by_genre = SegmentSampler.by_key(song_genre, N_GENRES, np.sqrt(song_popularity))
+    genre_sampler = RowSampler(np.exp(6.0 * similarity))  # mostly the same family
     candidates = np.empty((n_songs, m), dtype=np.int32)
     weight = np.empty((n_songs, m), dtype=np.float64)
     # In chunks of songs: the (chunk, M, d) latent gather is the memory peak.
     for lo in range(0, n_songs, _CHUNK):
         songs = np.arange(lo, min(lo + _CHUNK, n_songs))
-        target_genre = draw_rows(genre_rows, np.repeat(song_genre[songs], m), rng)
+        target_genre = genre_sampler.draw(np.repeat(song_genre[songs], m), rng)
         target_genre = target_genre.reshape(len(songs), m)
-        chosen = draw_in_segments(order, starts, cumulative, target_genre, rng)
-        empty = starts[target_genre + 1] == starts[target_genre]  # a genre without songs
+        chosen = by_genre.draw(target_genre, rng)
+        empty = song_genre[chosen] != target_genre  # a genre without songs
         chosen = np.where(empty, rng.integers(0, n_songs, chosen.shape), chosen)
 
         affinity = np.einsum("sd,smd->sm", song_latent[songs], song_latent[chosen])
@@ -220,65 +221,6 @@ def _follow_candidates(
         candidates[songs] = chosen
         weight[songs] = chunk_weight / chunk_weight.sum(axis=1, keepdims=True)
     return candidates, weight
-
-
-def genre_sorted_cumsum(
-    song_genre: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Songs ordered by genre, each genre's offset into that order, and the running weight sum.
-
-    With these, drawing a song of genre g with probability proportional to `weight` is a
-    searchsorted in the segment [starts[g], starts[g+1]) of `cumulative`.
-    """
-    order = np.argsort(song_genre, kind="stable")
-    counts = np.bincount(song_genre, minlength=N_GENRES)
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    return order, starts, np.cumsum(weight[order])
-
-
-def draw_in_segments(
-    order: np.ndarray,
-    starts: np.ndarray,
-    cumulative: np.ndarray,
-    segment: np.ndarray,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Draws one item of each requested segment, proportionally to the weights in `cumulative`.
-
-    Returns `order[position]`; for an empty segment the result is meaningless and the caller must
-    reject it (check the item's segment).
-    """
-    lo, hi = starts[segment], starts[segment + 1]
-    before = np.where(lo > 0, cumulative[np.maximum(lo - 1, 0)], 0.0)
-    total = cumulative[np.maximum(hi - 1, 0)] - before
-    target = before + rng.random(segment.shape) * total
-    position = np.searchsorted(cumulative, target, side="right")
-    position = np.clip(position, lo, np.maximum(hi - 1, lo))
-    return order[np.minimum(position, len(order) - 1)]
-
-
-class RowSampler:
-    """Draws a column of a fixed (R, K) weight matrix for any row, proportionally to that row.
-
-    The rows are laid end to end, row r normalised to span [r, r + 1), so a batch of N draws is
-    one searchsorted: O(N log RK), with the O(RK) preparation done once.
-    """
-
-    def __init__(self, table: np.ndarray):
-        self.n_rows, self.k = table.shape
-        spans = np.cumsum(table / table.sum(axis=1, keepdims=True), axis=1)
-        spans[:, -1] = 1.0
-        self.flat = (spans + np.arange(self.n_rows)[:, None]).ravel()
-
-    def draw(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        position = np.searchsorted(self.flat, rows + rng.random(rows.shape), side="right")
-        return np.clip(position - rows * self.k, 0, self.k - 1)
-
-
-def draw_rows(table: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For each entry of `rows`, one column of `table[row]`, proportionally to that row."""
-    return RowSampler(table).draw(rows, rng)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

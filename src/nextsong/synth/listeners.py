@@ -2,10 +2,11 @@
 
 A listener is casual, regular or power (`config.KINDS`). Taste concentrates on a few genres, the
 first drawn by how common genres are, the others by similarity to it (a rock fan's second genre is
-likely punk or alternative), with a small floor on every genre. Favourite artists come from those
-genres, weighted by popularity. The daily rhythm is one or two peaks of activity (morning, lunch,
-evening, night). The preferred energy follows the hour: base + amplitude * cos(2 pi (h - peak)/24),
-lowest about twelve hours before the evening peak, so mornings are calmer.
+likely punk or alternative), with a small floor on every genre. Favourite artists are drawn by
+taste (a genre) then popularity (an artist of it), without replacement. The daily rhythm is one
+or two peaks of activity (morning, lunch, evening, night). The preferred energy follows the hour,
+base + amplitude * cos(2 pi (h - peak) / 24), lowest about twelve hours before the evening peak,
+so mornings are calmer.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import numpy as np
 
 from nextsong.config import WorldConfig
 from nextsong.synth.catalog import N_GENRES, Catalog, genre_similarity
+from nextsong.synth.sampling import SegmentSampler, draw_columns
 
 # Typical activity peaks (hour of day, UTC) and how likely each is as a listener's main peak.
 RHYTHM_PEAKS = np.array([8.0, 12.5, 18.5, 22.5])
 RHYTHM_PEAK_SHARE = np.array([0.25, 0.15, 0.40, 0.20])
-_FAVOURITE_CHUNK_CELLS = 20_000_000  # bound on the (users, artists) key matrix per chunk
+_FAVOURITE_ROUNDS = 1_000
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Listeners:
     kind: np.ndarray  # (U,) int8, index into config.kinds
     activity: np.ndarray  # (U,) float64, multiplies the kind's sessions per week
     taste: np.ndarray  # (U, G) float64, rows sum to 1
+    # The same taste as a mixture: floor/G on every genre + (1 - floor) * weights on chosen.
+    taste_genres: np.ndarray  # (U, k) int64, the genres the taste concentrates on
+    taste_weights: np.ndarray  # (U, k) float64, rows sum to 1
     favourite_offsets: np.ndarray  # (U + 1,) int64 into favourite_artists
     favourite_artists: np.ndarray  # (F,) int32, sorted within each listener
     rhythm: np.ndarray  # (U, 24) float64, rows sum to 1: share of sessions starting each hour
@@ -73,7 +78,7 @@ def build_listeners(
     taste = np.full((n, N_GENRES), behaviour.taste_floor / N_GENRES)
     np.add.at(taste, (np.arange(n)[:, None], chosen), (1 - behaviour.taste_floor) * weights)
 
-    offsets, favourites = _favourites(config, catalog, taste, rng)
+    offsets, favourites = _favourites(config, catalog, chosen, weights, rng)
 
     # Rhythm: a main peak and, for most listeners, a second one; von Mises bumps over 24 hours.
     hours = np.arange(24)
@@ -91,6 +96,8 @@ def build_listeners(
         kind=kind,
         activity=activity,
         taste=taste,
+        taste_genres=chosen,
+        taste_weights=weights,
         favourite_offsets=offsets,
         favourite_artists=favourites,
         rhythm=rhythm,
@@ -104,24 +111,59 @@ def build_listeners(
     )
 
 
-def _favourites(
-    config: WorldConfig, catalog: Catalog, taste: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Favourite artists without replacement, weighted by popularity times taste for their genre.
+def draw_taste_genre(
+    taste_genres: np.ndarray,
+    taste_weights: np.ndarray,
+    floor: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A genre per row from tastes given as the mixture they are built from: with probability
+    `floor` any genre uniformly, else one of the row's chosen genres by its weight."""
+    chosen = draw_columns(taste_weights, rng)
+    genre = np.take_along_axis(taste_genres, chosen[:, None], axis=1)[:, 0]
+    uniform = rng.random(len(genre)) < floor
+    return np.where(uniform, rng.integers(0, N_GENRES, len(genre)), genre)
 
-    Gumbel top-k over all artists, in chunks of listeners to bound memory.
-    """
+
+def _favourites(
+    config: WorldConfig,
+    catalog: Catalog,
+    taste_genres: np.ndarray,
+    taste_weights: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Favourite artists: a genre from the listener's taste, then an artist of that genre by
+    popularity, repeated without replacement (a repeat is drawn again) until the listener has
+    their number of favourites."""
     low, high = config.behaviour.favourite_artists
-    n, n_artists = len(taste), catalog.n_artists
+    n, n_artists = len(taste_genres), catalog.n_artists
     count = np.minimum(rng.integers(low, high + 1, n), n_artists)
-    log_popularity = np.log(catalog.artist_popularity)
-    chunk = max(1, _FAVOURITE_CHUNK_CELLS // n_artists)
-    rows = []
-    for lo in range(0, n, chunk):
-        hi = min(lo + chunk, n)
-        keys = log_popularity + np.log(taste[lo:hi][:, catalog.artist_genre])
-        keys += rng.gumbel(size=keys.shape)
-        top = np.argsort(-keys, axis=1, kind="stable")[:, : min(high, n_artists)]
-        rows.extend(np.sort(top[i, : count[lo + i]]) for i in range(hi - lo))
+    by_genre = SegmentSampler.by_key(catalog.artist_genre, N_GENRES, catalog.artist_popularity)
+    owners, artists = [], []
+    pending = np.arange(n)
+    for _ in range(_FAVOURITE_ROUNDS):
+        # Twice the wanted number per round, in draw order; the first distinct ones are kept.
+        owner = np.repeat(pending, 2 * high)
+        genre = draw_taste_genre(
+            taste_genres[owner], taste_weights[owner], config.behaviour.taste_floor, rng
+        )
+        artist = by_genre.draw(genre, rng)
+        valid = catalog.artist_genre[artist] == genre  # a genre without artists draws again
+        owners.append(owner[valid])
+        artists.append(artist[valid])
+        owner, artist = np.concatenate(owners), np.concatenate(artists)
+        key = owner.astype(np.int64) * n_artists + artist
+        _, first = np.unique(key, return_index=True)
+        first = np.sort(first)  # distinct (listener, artist) pairs in draw order
+        have = np.bincount(owner[first], minlength=n)
+        pending = np.flatnonzero(have < count)
+        if not len(pending):
+            break
+    else:
+        raise RuntimeError(f"{len(pending)} listeners could not get their favourite artists")
+    order = first[np.argsort(owner[first], kind="stable")]
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(have) - have, have)
+    kept = order[rank < count[owner[order]]]
+    kept = kept[np.lexsort((artist[kept], owner[kept]))]  # sorted within each listener
     offsets = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
-    return offsets, np.concatenate(rows).astype(np.int32)
+    return offsets, artist[kept].astype(np.int32)

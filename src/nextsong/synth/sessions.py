@@ -27,14 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextsong.config import COMPONENTS, WorldConfig
-from nextsong.synth.catalog import (
-    Catalog,
-    RowSampler,
-    draw_in_segments,
-    draw_rows,
-    genre_sorted_cumsum,
-)
-from nextsong.synth.listeners import Listeners, preferred_energy
+from nextsong.synth.catalog import N_GENRES, Catalog
+from nextsong.synth.listeners import Listeners, draw_taste_genre, preferred_energy
+from nextsong.synth.sampling import SegmentSampler, draw_columns, draw_rows
 
 US_PER_S = 1_000_000
 US_PER_HOUR = 3600 * US_PER_S
@@ -113,24 +108,21 @@ class NextSongSampler:
         self.catalog = catalog
         self.listeners = listeners
         self.mixture = np.array([kind.mixture for kind in config.kinds])  # (kinds, 5)
-        self.bias = np.array([kind.popularity_bias for kind in config.kinds])
-        # Songs are numbered artist by artist, so a global running sum serves every artist.
-        self.artist_cumulative = np.cumsum(catalog.song_popularity)
-        self.song_order = np.arange(catalog.n_songs)
-        # Per kind: songs by genre with running sums of popularity**bias.
-        self.genre_draw = [
-            genre_sorted_cumsum(catalog.song_genre, catalog.song_popularity**bias)
-            for bias in self.bias
-        ]
-        # Release times of songs released during the period, keyed by artist, for availability.
-        self.n_back_catalog = np.bincount(
-            catalog.song_artist[catalog.song_release_us < config.start_us],
-            minlength=catalog.n_artists,
+        n_songs, m = catalog.follow_next.shape
+        # Songs are numbered artist by artist: artist a's segment is [first[a], first[a + 1]).
+        self.by_artist = SegmentSampler(
+            np.arange(n_songs), catalog.artist_first_song, catalog.song_popularity
         )
-        new = np.flatnonzero(catalog.song_release_us >= config.start_us)
-        self.new_release_keys = np.sort(
-            catalog.song_artist[new].astype(np.int64) << 32
-            | (catalog.song_release_us[new] - config.start_us) // US_PER_S
+        self.by_genre = [  # per listener kind: popularity ** bias within each genre
+            SegmentSampler.by_key(
+                catalog.song_genre, N_GENRES, catalog.song_popularity**kind.popularity_bias
+            )
+            for kind in config.kinds
+        ]
+        self.follows = SegmentSampler(
+            catalog.follow_next.ravel(),
+            np.arange(0, n_songs * m + 1, m),
+            catalog.follow_weight.ravel(),
         )
         masked_release = np.where(
             catalog.follow_weight > 0,
@@ -138,12 +130,24 @@ class NextSongSampler:
             np.iinfo(np.int64).max,
         )
         self.follow_first_release = masked_release.min(axis=1)
-        self.follow_cumulative = np.cumsum(catalog.follow_weight, axis=1)
-        self.taste_sampler = RowSampler(listeners.taste)
-        # (listener << 32 | artist) of every favourite, sorted: membership is a searchsorted.
+
+        # Availability of same_artist: only artists with fewer than two back-catalog songs can
+        # lack another released song; their new releases are looked up by (artist, time) key.
+        back = catalog.song_release_us < config.start_us
+        self.n_back_catalog = np.bincount(catalog.song_artist[back], minlength=catalog.n_artists)
+        new = np.flatnonzero(~back)
+        self.new_release_keys = np.sort(
+            catalog.song_artist[new].astype(np.int64) << 32
+            | (catalog.song_release_us[new] - config.start_us) // US_PER_S
+        )
+        # Favourites as a padded (U, max) matrix, -1 for no artist: membership is a row compare.
         offsets = listeners.favourite_offsets
-        owner = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
-        self.favourite_keys = owner << 32 | listeners.favourite_artists
+        counts = np.diff(offsets)
+        self.favourites = np.full((len(listeners), max(1, counts.max())), -1, dtype=np.int64)
+        column = np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts)
+        owner = np.repeat(np.arange(len(listeners)), counts)
+        self.favourites[owner, column] = listeners.favourite_artists
+        self.favourite_count = counts
 
     # -- mixture weights -------------------------------------------------------------------
     def released_by_artist(self, artist: np.ndarray, now_us: np.ndarray) -> np.ndarray:
@@ -154,30 +158,33 @@ class NextSongSampler:
         return self.n_back_catalog[artist] + upto - np.searchsorted(self.new_release_keys, key)
 
     def component_weights(self, state: WalkState) -> np.ndarray:
-        """(N, 5) mixture weights over COMPONENTS, renormalised over available components."""
+        """(N, 5) mixture weights over COMPONENTS, zero for unavailable components (unnormalised:
+        the draw normalises)."""
         behaviour = self.config.behaviour
         kind = self.listeners.kind[state.listener]
         first = state.current < 0
-        weights = self.mixture[kind].copy()
-        start_weights = np.zeros(len(COMPONENTS))
-        start_weights[[2, 3, 4]] = behaviour.first_song_mixture
-        weights[first] = start_weights
+        weights = self.mixture[kind]
+        if first.any():
+            start_weights = np.zeros(len(COMPONENTS))
+            start_weights[[2, 3, 4]] = behaviour.first_song_mixture
+            weights[first] = start_weights
         damped = [COMPONENTS.index(name) for name in behaviour.skip_damped]
         weights[np.ix_(state.skipped & ~first, damped)] *= behaviour.skip_damping
 
         current = np.maximum(state.current, 0)
         artist = self.catalog.song_artist[current]
-        others = self.released_by_artist(artist, state.now_us) - 1
-        weights[:, 0] *= ~first & (others > 0)
+        check = np.flatnonzero(~first & (self.n_back_catalog[artist] < 2))
+        others = self.released_by_artist(artist[check], state.now_us[check]) - 1
+        weights[check[others < 1], 0] = 0.0
+        weights[first, 0] = 0.0
         weights[:, 1] *= ~first & (self.follow_first_release[current] <= state.now_us)
-        return weights / weights.sum(axis=1, keepdims=True)
+        return weights
 
     # -- the draw --------------------------------------------------------------------------
     def draw(self, state: WalkState, rng: np.random.Generator) -> np.ndarray:
-        weights = self.component_weights(state)
-        component = draw_rows(weights, np.arange(len(weights)), rng)
-        songs = np.full(len(weights), -1, dtype=np.int64)
-        pending = np.arange(len(weights))
+        component = draw_columns(self.component_weights(state), rng)
+        songs = np.full(len(component), -1, dtype=np.int64)
+        pending = np.arange(len(component))
         for _ in range(_MAX_DRAW_ROUNDS):
             if not len(pending):
                 return songs
@@ -196,50 +203,46 @@ class NextSongSampler:
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One proposal per row from its component's base law, and a first acceptance mask."""
-        catalog = self.catalog
+        catalog, listeners = self.catalog, self.listeners
         proposal = np.zeros(len(rows), dtype=np.int64)
         accept = np.ones(len(rows), dtype=bool)
         listener = state.listener[rows]
         current = np.maximum(state.current[rows], 0)
 
-        pick = component == COMPONENTS.index("same_artist")
-        if pick.any():
-            proposal[pick] = self._song_of_artist(catalog.song_artist[current[pick]], rng)
+        pick = np.flatnonzero(component == COMPONENTS.index("same_artist"))
+        proposal[pick] = self.by_artist.draw(catalog.song_artist[current[pick]], rng)
 
-        pick = component == COMPONENTS.index("follows")
-        if pick.any():
-            column = draw_rows_cumulative(self.follow_cumulative[current[pick]], rng)
-            proposal[pick] = catalog.follow_next[current[pick], column]
+        pick = np.flatnonzero(component == COMPONENTS.index("follows"))
+        proposal[pick] = self.follows.draw(current[pick], rng)
 
-        for kind_index, (order, starts, cumulative) in enumerate(self.genre_draw):
-            pick = (component == COMPONENTS.index("taste")) & (
-                self.listeners.kind[listener] == kind_index
-            )
-            if not pick.any():
+        taste = component == COMPONENTS.index("taste")
+        for kind_index, by_genre in enumerate(self.by_genre):
+            pick = np.flatnonzero(taste & (listeners.kind[listener] == kind_index))
+            if not len(pick):
                 continue
-            genre = self.taste_sampler.draw(listener[pick], rng)
-            song = draw_in_segments(order, starts, cumulative, genre, rng)
-            fit = energy_fit(
-                self.config, catalog.song_energy[song], state.target_energy[rows[pick]]
-            )
+            genre = self._taste_genre(listener[pick], rng)
+            song = by_genre.draw(genre, rng)
+            target = state.target_energy[rows[pick]]
+            fit = energy_fit(self.config, catalog.song_energy[song], target)
             proposal[pick] = song
             accept[pick] = (catalog.song_genre[song] == genre) & (rng.random(len(song)) < fit)
 
-        pick = component == COMPONENTS.index("favourites")
-        if pick.any():
-            offsets = self.listeners.favourite_offsets
-            lo, hi = offsets[listener[pick]], offsets[listener[pick] + 1]
-            slot = lo + (rng.random(len(lo)) * (hi - lo)).astype(np.int64)
-            proposal[pick] = self._song_of_artist(self.listeners.favourite_artists[slot], rng)
+        pick = np.flatnonzero(component == COMPONENTS.index("favourites"))
+        owner = listener[pick]
+        slot = (rng.random(len(pick)) * self.favourite_count[owner]).astype(np.int64)
+        proposal[pick] = self.by_artist.draw(self.favourites[owner, slot], rng)
 
-        pick = component == COMPONENTS.index("explore")
-        if pick.any():
-            proposal[pick] = rng.integers(0, catalog.n_songs, int(pick.sum()))
+        pick = np.flatnonzero(component == COMPONENTS.index("explore"))
+        proposal[pick] = rng.integers(0, catalog.n_songs, len(pick))
         return proposal, accept
 
-    def _song_of_artist(self, artist: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        first = self.catalog.artist_first_song
-        return draw_in_segments(self.song_order, first, self.artist_cumulative, artist, rng)
+    def _taste_genre(self, listener: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return draw_taste_genre(
+            self.listeners.taste_genres[listener],
+            self.listeners.taste_weights[listener],
+            self.config.behaviour.taste_floor,
+            rng,
+        )
 
     # -- skips -----------------------------------------------------------------------------
     def skip_probability(self, state: WalkState, song: np.ndarray) -> np.ndarray:
@@ -253,23 +256,14 @@ class NextSongSampler:
         logit = (
             behaviour.skip_bias
             - tolerance
-            - behaviour.skip_taste_weight * np.log(len(catalog.genre_names) * taste)
+            - behaviour.skip_taste_weight * np.log(N_GENRES * taste)
             + behaviour.skip_misfit_weight * misfit
             - behaviour.skip_favourite_bonus * favourite
         )
         return 1.0 / (1.0 + np.exp(-logit))
 
     def is_favourite(self, listener: np.ndarray, artist: np.ndarray) -> np.ndarray:
-        keys = self.favourite_keys
-        query = listener.astype(np.int64) << 32 | artist
-        found = np.searchsorted(keys, query)
-        return keys[np.minimum(found, len(keys) - 1)] == query
-
-
-def draw_rows_cumulative(cumulative: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One column per row of (N, K) running sums ending in 1, by inverse transform."""
-    target = rng.random(len(cumulative)) * cumulative[:, -1]
-    return (cumulative <= target[:, None]).sum(axis=1).clip(max=cumulative.shape[1] - 1)
+        return (self.favourites[listener] == artist[:, None]).any(axis=1)
 
 
 @dataclass(frozen=True)
@@ -331,16 +325,23 @@ def simulate(
             now_us=next_now[go_on],
         )
 
-    columns = (np.concatenate(part) for part in zip(*steps, strict=True))
-    row, position, song, ts, played, skipped = columns
-    order = np.lexsort((position, row))
-    row = row[order]
+    # Scatter every step into place: a session's events are contiguous, in position order.
+    all_rows = np.concatenate([step[0] for step in steps])
+    length = np.bincount(all_rows, minlength=len(sessions.listener))
+    first_index = np.concatenate([[0], np.cumsum(length)[:-1]])
+    columns = [np.empty(len(all_rows), dtype=steps[0][k].dtype) for k in range(1, 6)]
+    for rows, position, *values in steps:
+        index = first_index[rows] + position
+        for column, value in zip(columns, (position, *values), strict=True):
+            column[index] = value
+    position, song, ts, played, skipped = columns
+    session_row = np.repeat(np.arange(len(length)), length)
     return Events(
-        user_id=listeners.user_ids[sessions.listener[row]],
-        session_id=sessions.session_id[row],
-        position=position[order].astype(np.int32),
-        song_id=song[order].astype(np.int32),
-        ts_us=ts[order],
-        ms_played=played[order].astype(np.int32),
-        skipped=skipped[order],
+        user_id=listeners.user_ids[sessions.listener[session_row]],
+        session_id=sessions.session_id[session_row],
+        position=position.astype(np.int32),
+        song_id=song.astype(np.int32),
+        ts_us=ts,
+        ms_played=played.astype(np.int32),
+        skipped=skipped,
     )
