@@ -37,10 +37,19 @@ def draw_rows(table: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> 
 
 
 def draw_columns(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One column per row of a (N, K) non-negative weight matrix (each row with positive sum)."""
-    cumulative = np.cumsum(weights, axis=1)
-    target = rng.random(len(weights)) * cumulative[:, -1]
-    return (cumulative <= target[:, None]).sum(axis=1).clip(max=weights.shape[1] - 1)
+    """One column per row of a (N, K) non-negative weight matrix (each row with positive sum).
+
+    Walks the K columns (K is small here) rather than taking a cumsum along rows: column
+    operations over N contiguous values are several times faster than row-wise scans.
+    """
+    n, k = weights.shape
+    target = rng.random(n) * weights.sum(axis=1)
+    running = np.zeros(n)
+    choice = np.zeros(n, dtype=np.int64)
+    for column in range(k - 1):
+        running += weights[:, column]
+        choice += running <= target
+    return choice
 
 
 class SegmentSampler:

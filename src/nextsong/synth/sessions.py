@@ -108,7 +108,7 @@ class NextSongSampler:
         self.catalog = catalog
         self.listeners = listeners
         self.mixture = np.array([kind.mixture for kind in config.kinds])  # (kinds, 5)
-        n_songs, m = catalog.follow_next.shape
+        n_songs = catalog.n_songs
         # Songs are numbered artist by artist: artist a's segment is [first[a], first[a + 1]).
         self.by_artist = SegmentSampler(
             np.arange(n_songs), catalog.artist_first_song, catalog.song_popularity
@@ -119,11 +119,6 @@ class NextSongSampler:
             )
             for kind in config.kinds
         ]
-        self.follows = SegmentSampler(
-            catalog.follow_next.ravel(),
-            np.arange(0, n_songs * m + 1, m),
-            catalog.follow_weight.ravel(),
-        )
         masked_release = np.where(
             catalog.follow_weight > 0,
             catalog.song_release_us[catalog.follow_next],
@@ -213,7 +208,8 @@ class NextSongSampler:
         proposal[pick] = self.by_artist.draw(catalog.song_artist[current[pick]], rng)
 
         pick = np.flatnonzero(component == COMPONENTS.index("follows"))
-        proposal[pick] = self.follows.draw(current[pick], rng)
+        column = draw_columns(self.catalog.follow_weight[current[pick]], rng)
+        proposal[pick] = self.catalog.follow_next[current[pick], column]
 
         taste = component == COMPONENTS.index("taste")
         for kind_index, by_genre in enumerate(self.by_genre):
