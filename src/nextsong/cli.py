@@ -106,6 +106,40 @@ def generate(
     )
 
 
+@app.command("split")
+def split_command(
+    data: DataOption = DEFAULT_DATA,
+    test_days: Annotated[float, typer.Option(help="Length of the test period (last days).")] = 7.0,
+    validation_days: Annotated[
+        float, typer.Option(help="Length of the validation period, just before test.")
+    ] = 7.0,
+) -> None:
+    """Split the sessions by time; print the counts and cold start, write DIR/split.json."""
+    from rich.table import Table
+
+    from nextsong.split import PERIODS, SPLIT_FILE, SplitConfig, write_split
+
+    payload = write_split(data, SplitConfig(test_days=test_days, validation_days=validation_days))
+    cuts, counts = payload["split"], payload["counts"]
+    table = Table(title=f"split of {data}")
+    for column in ("period", "from", "events", "sessions", "users", "songs"):
+        table.add_column(column, justify="left" if column in ("period", "from") else "right")
+    starts = (cuts["period_start"], cuts["train_end"], cuts["validation_end"])
+    for period, start in zip(PERIODS, starts, strict=True):
+        row = counts[period]
+        table.add_row(
+            period, start[:16], *(f"{row[k]:,}" for k in ("events", "sessions", "users", "songs"))
+        )
+    console.print(table)
+    cold = counts["cold_start"]
+    console.print(
+        f"cold start in test: {cold['test_users_unseen_in_train']:,} listeners and "
+        f"{cold['test_songs_unseen_in_train']:,} songs never seen in training "
+        f"({cold['test_events_of_unseen_songs']:,} test events of such songs)"
+    )
+    console.print(f"wrote {Path(data) / SPLIT_FILE}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

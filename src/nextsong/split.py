@@ -8,17 +8,22 @@ for early stopping; `test` is for the report.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from nextsong.errors import ConfigError, DataError
-from nextsong.world import World
+from nextsong.store import SCHEMA_VERSION, read_json, write_json
+from nextsong.world import World, load_world, source_checksums
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 PERIODS = (TRAIN, VALIDATION, TEST)
+SPLIT_FILE = "split.json"
+SPLIT_KIND = "split"
 
 
 @dataclass(frozen=True)
@@ -29,10 +34,19 @@ class SplitConfig:
     validation_days: float = 7.0
 
     def __post_init__(self) -> None:
+        for name in ("test_days", "validation_days"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{name} must be a number of days, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number of days, got {value}")
         if self.test_days <= 0:
             raise ConfigError(f"test_days must be positive, got {self.test_days}")
         if self.validation_days < 0:
             raise ConfigError(f"validation_days must be 0 or more, got {self.validation_days}")
+
+    def to_dict(self) -> dict[str, float]:
+        return {"test_days": self.test_days, "validation_days": self.validation_days}
 
 
 @dataclass(frozen=True)
@@ -74,8 +88,9 @@ def make_split(world: World, config: SplitConfig | None = None) -> TemporalSplit
     if train_end <= start:
         days = (end - start).total_seconds() / 86_400
         raise ConfigError(
-            f"test ({config.test_days} d) and validation ({config.validation_days} d) cover the "
-            f"whole {days:g}-day period: nothing is left for training"
+            f"test_days ({config.test_days:g}) + validation_days ({config.validation_days:g}) "
+            f"cover the whole {days:g}-day period of {world.path}: nothing is left for training; "
+            f"together they must be under {days:g}"
         )
     return TemporalSplit(config, start, train_end, validation_end, end)
 
@@ -97,6 +112,18 @@ def session_periods(events: pl.LazyFrame | pl.DataFrame, split: TemporalSplit) -
             .alias("period")
         )
     )
+
+
+def period_events(
+    events: pl.LazyFrame | pl.DataFrame, split: TemporalSplit, period: str
+) -> pl.LazyFrame:
+    """The events of the sessions that start in `period`, lazily and in no particular order."""
+    if period not in PERIODS:
+        raise ConfigError(f"unknown period {period!r}; valid periods: {', '.join(PERIODS)}")
+    sessions = (
+        session_periods(events, split).filter(pl.col("period") == period).select("session_id")
+    )
+    return events.lazy().join(sessions, on="session_id", how="semi")
 
 
 def split_events(world: World, split: TemporalSplit) -> dict[str, pl.DataFrame]:
@@ -141,3 +168,53 @@ def split_summary(parts: dict[str, pl.DataFrame]) -> dict[str, Any]:
 
 def _to_us(moment: datetime) -> int:
     return round(moment.timestamp() * 1_000_000)
+
+
+def write_split(folder: Path | str, config: SplitConfig | None = None) -> dict[str, Any]:
+    """Splits the world in `folder`, writes `folder/split.json` and returns what it wrote.
+
+    The file holds the settings (later steps take them from here: `read_split_config`), the
+    cut-off times, the counts of `split_summary`, and the checksums of the world's events.
+    """
+    folder = Path(folder)
+    world = load_world(folder)
+    split = make_split(world, config)
+    summary = split_summary(split_events(world, split))
+    payload = {
+        "kind": SPLIT_KIND,
+        "schema_version": SCHEMA_VERSION,
+        "split": split.to_dict(),
+        "counts": summary,
+        "sources": source_checksums(world.manifest, ("events",)),
+    }
+    write_json(folder / SPLIT_FILE, payload)
+    return payload
+
+
+def read_split_config(folder: Path | str) -> SplitConfig:
+    """The settings `nextsong split` saved in `folder`, or the defaults if it saved none."""
+    path = Path(folder) / SPLIT_FILE
+    if not path.exists():
+        return SplitConfig()
+    payload = read_json(path)
+    settings = payload.get("split") if isinstance(payload, dict) else None
+    if not isinstance(settings, dict) or payload.get("kind") != SPLIT_KIND:
+        raise DataError(f"{path} is not a nextsong split file: rerun `nextsong split`")
+    try:
+        return SplitConfig(settings["test_days"], settings["validation_days"])
+    except (KeyError, ConfigError) as error:
+        raise DataError(
+            f"{path} holds invalid split settings ({error}): rerun `nextsong split`"
+        ) from None
+
+
+def check_split_settings(recorded: dict[str, Any], folder: Path | str, artifact: str) -> None:
+    """Raises DataError unless the split settings an artifact `recorded` are those that
+    `folder` asks for now (its split.json, or the defaults)."""
+    wanted = read_split_config(folder).to_dict()
+    built = {key: recorded.get(key) for key in wanted}
+    if built != wanted:
+        raise DataError(
+            f"{artifact} was built with split {built}, but {folder} now asks for {wanted} "
+            f"(see {Path(folder) / SPLIT_FILE}): rebuild it"
+        )

@@ -62,3 +62,34 @@ def load_world(path: Path | str, verify: bool = True) -> World:
     if tables["events"].num_rows == 0:
         raise DataError(f"world {path} has no events")
     return World(path=path, manifest=manifest, **tables)
+
+
+def source_checksums(manifest: dict[str, Any], tables: tuple[str, ...]) -> dict[str, str]:
+    """The sha256 of the files of `tables` (one file each, or a folder of parts) in a manifest.
+
+    Artifacts derived from a world record these, so that a world re-generated or edited since is
+    detected when the artifact is loaded (`check_sources`).
+    """
+    files = manifest.get("files", {})
+    picked = {name: digest for name, digest in files.items() if _table_of(name) in tables}
+    missing = sorted(set(tables) - {_table_of(name) for name in picked})
+    if missing:
+        raise DataError(f"the world's manifest lists no file for table {missing[0]!r}")
+    return dict(sorted(picked.items()))
+
+
+def check_sources(recorded: dict[str, str], manifest: dict[str, Any], artifact: str) -> None:
+    """Raises DataError unless the world files `recorded` by `artifact` are this world's files."""
+    tables = tuple(sorted({_table_of(name) for name in recorded}))
+    current = source_checksums(manifest, tables)
+    for name in sorted(set(current) | set(recorded)):
+        if current.get(name) != recorded.get(name):
+            raise DataError(
+                f"{artifact} does not match its world: {name} has changed since it was built "
+                f"(re-generated or edited world); rebuild it"
+            )
+
+
+def _table_of(file_name: str) -> str:
+    """'events.parquet' and 'events/part-00003.parquet' -> 'events'."""
+    return file_name.split("/")[0].removesuffix(".parquet")
