@@ -128,10 +128,8 @@ def test_goodness_of_fit_rejects_a_perturbed_oracle(
                 **{**oracle.config.__dict__, "behaviour": behaviour}
             )
         else:
-            oracle.within_genre = [
-                (w > 0) / np.bincount(oracle.song_genre)[oracle.song_genre]
-                for w in oracle.within_genre
-            ]
+            genre_size = np.bincount(oracle.song_genre)[oracle.song_genre]
+            oracle.within_genre = np.ones_like(oracle.within_genre) / genre_size
         probability = _probabilities(oracle, moments)
     finally:
         oracle.follow_weight, oracle.config, oracle.within_genre = original

@@ -12,7 +12,6 @@ do on average: its HR@K and MRR@K are the ceiling of the evaluation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +24,6 @@ from nextsong.store import read_json
 from nextsong.synth.listeners import preferred_energy
 
 _BATCH = 256  # rows per dense (batch, n_songs) block
-
-
-@dataclass(frozen=True)
-class OracleParts:
-    """The per-component probabilities of one batch, before mixing: each (B, S), rows sum to 1
-    (or are all zero where the component has no allowed song), and the (B, 5) weights."""
-
-    components: np.ndarray  # (5, B, S)
-    weights: np.ndarray  # (B, 5)
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        return np.einsum("bc,cbs->bs", self.weights, self.components)
 
 
 class Oracle:
@@ -59,17 +45,23 @@ class Oracle:
         self.song_release_us = songs["release_ts"].dt.epoch("us").to_numpy()
         popularity = song_truth["popularity"].to_numpy()
         self.n_artists = int(self.song_artist.max()) + 1
+        self.n_genres = int(self.song_genre.max()) + 1
 
+        # Songs of each artist, CSR style: artist_songs[artist_first[a]:artist_first[a + 1]].
+        self.artist_songs = np.argsort(self.song_artist, kind="stable")
+        self.artist_first = np.concatenate(
+            [[0], np.cumsum(np.bincount(self.song_artist, minlength=self.n_artists))]
+        )
         # Within-artist law (same_artist and favourites): popularity over the artist's total.
         artist_total = np.bincount(self.song_artist, popularity, minlength=self.n_artists)
         self.within_artist = popularity / artist_total[self.song_artist]
         # Taste law per kind: popularity**bias over the genre's total, times the genre's taste.
-        n_genres = int(self.song_genre.max()) + 1
-        self.within_genre = []
+        within_genre = []
         for kind in config.kinds:
             weight = popularity**kind.popularity_bias
-            total = np.bincount(self.song_genre, weight, minlength=n_genres)
-            self.within_genre.append(weight / total[self.song_genre])
+            total = np.bincount(self.song_genre, weight, minlength=self.n_genres)
+            within_genre.append(weight / total[self.song_genre])
+        self.within_genre = np.stack(within_genre)  # (kinds, S)
 
         m = config.behaviour.follow_candidates
         follows = follows.sort("song_id", "rank")
@@ -141,20 +133,22 @@ class Oracle:
         out = np.empty((len(user_id), self.n_songs))
         for lo in range(0, len(user_id), _BATCH):
             rows = slice(lo, lo + _BATCH)
-            out[rows] = self.parts(
+            out[rows] = self._batch(
                 user_id[rows], session_id[rows], previous_song[rows],
                 previous_skipped[rows], now_us[rows],
-            ).probabilities  # fmt: skip
+            )  # fmt: skip
         return out
 
-    def parts(
+    def _batch(
         self,
         user_id: np.ndarray,
         session_id: np.ndarray,
         previous_song: np.ndarray,
         previous_skipped: np.ndarray,
         now_us: np.ndarray,
-    ) -> OracleParts:
+    ) -> np.ndarray:
+        """The mixture for one batch. taste and explore are dense over the catalog; same_artist,
+        follows and favourites touch few songs and are added sparsely, as (row, song, value)."""
         behaviour = self.config.behaviour
         listener = self._rows(self.user_ids, user_id, "user_id")
         session = self._rows(self.session_ids, session_id, "session_id")
@@ -178,47 +172,68 @@ class Oracle:
             1.0,
         )
         fit_width, floor = behaviour.energy_fit_width, behaviour.energy_fit_floor
-        fit = floor + (1 - floor) * np.exp(
-            -((self.song_energy[None, :] - target[:, None]) ** 2) / (2 * fit_width**2)
+        taste = np.exp(-((self.song_energy[None, :] - target[:, None]) ** 2) / (2 * fit_width**2))
+        taste = floor + (1 - floor) * taste  # (B, S) energy fit
+        taste *= self.taste[listener][:, self.song_genre]
+        taste *= self.within_genre[kind]
+        taste *= allowed
+        explore = allowed.astype(np.float64)
+
+        # Sparse components: each a list of (row, song, base weight), restricted to allowed.
+        rows, songs, values = self._artist_entries(
+            batch[~first], self.song_artist[current[~first]], np.ones((~first).sum())
         )
-        within_genre = np.stack(self.within_genre)[kind]  # (B, S)
-        taste = self.taste[listener][:, self.song_genre] * within_genre * fit
-
-        same_artist = (self.song_artist[None, :] == self.song_artist[current][:, None]) & ~first[
-            :, None
-        ]
-        same_artist = same_artist * self.within_artist[None, :]
-
-        follows = np.zeros((len(listener), self.n_songs))
-        np.add.at(
-            follows,
-            (batch[:, None], self.follow_next[current]),
-            self.follow_weight[current] * ~first[:, None],
+        same_artist = (rows, songs, values)
+        follow_rows = np.repeat(batch[~first], self.follow_next.shape[1])
+        follows = (
+            follow_rows,
+            self.follow_next[current[~first]].ravel(),
+            self.follow_weight[current[~first]].ravel(),
         )
-
-        # A favourite artist uniformly, then one of its songs by popularity.
-        favourite = np.zeros((len(listener), self.n_artists))
         lo, hi = self.favourite_offsets[listener], self.favourite_offsets[listener + 1]
         owner = np.repeat(batch, hi - lo)
         slots = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
-        favourite[owner, self.favourite_artist[slots]] = 1.0 / (hi - lo)[owner]
-        favourite = favourite[:, self.song_artist] * self.within_artist[None, :]
+        # A favourite artist uniformly, then one of its songs by popularity.
+        favourites = self._artist_entries(
+            owner, self.favourite_artist[slots], 1.0 / (hi - lo)[owner]
+        )
 
-        components = np.stack(
-            [same_artist, follows, taste, favourite, np.ones_like(taste)]
-        )  # (5, B, S)
-        components *= allowed[None]
-        mass = components.sum(axis=2)  # (5, B)
-        components /= np.where(mass > 0, mass, 1.0)[:, :, None]
+        sparse = []
+        masses = np.zeros((5, len(batch)))
+        for index, (r, c, v) in ((0, same_artist), (1, follows), (3, favourites)):
+            v = v * allowed[r, c]
+            masses[index] = np.bincount(r, v, minlength=len(batch))
+            sparse.append((index, r, c, v))
+        masses[2] = taste.sum(axis=1)
+        masses[4] = explore.sum(axis=1)
 
         weights = np.array([k.mixture for k in self.config.kinds])[kind]
         weights[first] = 0.0
         weights[np.ix_(first, [2, 3, 4])] = behaviour.first_song_mixture
         damped = [COMPONENTS.index(name) for name in behaviour.skip_damped]
         weights[np.ix_(previous_skipped & ~first, damped)] *= behaviour.skip_damping
-        weights *= mass.T > 0
+        weights *= masses.T > 0
         weights /= weights.sum(axis=1, keepdims=True)
-        return OracleParts(components=components, weights=weights)
+        # Each component normalised by its mass, scaled by its weight, summed.
+        scale = weights / np.where(masses.T > 0, masses.T, 1.0)  # (B, 5)
+        out = taste * scale[:, 2:3] + explore * scale[:, 4:5]
+        for index, r, c, v in sparse:
+            np.add.at(out, (r, c), v * scale[r, index])
+        return out
+
+    def _artist_entries(
+        self, rows: np.ndarray, artists: np.ndarray, weight: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, song, weight * popularity share within artist) for every song of each artist."""
+        lo, hi = self.artist_first[artists], self.artist_first[artists + 1]
+        count = hi - lo
+        slot = (
+            np.arange(count.sum())
+            - np.repeat(np.cumsum(count) - count, count)
+            + np.repeat(lo, count)
+        )
+        songs = self.artist_songs[slot]
+        return np.repeat(rows, count), songs, np.repeat(weight, count) * self.within_artist[songs]
 
     @staticmethod
     def _rows(ids: np.ndarray, wanted: np.ndarray, name: str) -> np.ndarray:
@@ -237,3 +252,27 @@ def session_context(events: pl.DataFrame) -> pl.DataFrame:
         pl.col("song_id").shift(1).over("session_id").fill_null(-1).alias("previous_song"),
         pl.col("skipped").shift(1).over("session_id").fill_null(False).alias("previous_skipped"),
     )
+
+
+def ceiling_metrics(
+    oracle: Oracle, events: pl.DataFrame, ks: Sequence[int] = (5, 10, 20)
+) -> dict[str, float]:
+    """HR@K, MRR@K and NDCG@K of ranking by the true probabilities, for every event of
+    `events` at position >= 1 (whole sessions in contract order, so each event's predecessor is
+    there). Ranks are computed over the whole catalog by the project's metric functions."""
+    from nextsong.metrics import ranking_metrics, target_ranks
+
+    context = session_context(events).filter(pl.col("position") >= 1)
+    ranks = []
+    for lo in range(0, context.height, _BATCH):
+        batch = context.slice(lo, _BATCH)
+        probability = oracle.next_song_probabilities(
+            batch["user_id"].to_numpy(),
+            batch["session_id"].to_numpy(),
+            batch["previous_song"].to_numpy(),
+            batch["previous_skipped"].to_numpy(),
+            batch["ts"].dt.epoch("us").to_numpy(),
+        )
+        ranks.append(target_ranks(probability, batch["song_id"].to_numpy(), cutoff=max(ks)))
+    metrics = ranking_metrics(np.concatenate(ranks) if ranks else np.array([]), ks)
+    return {**metrics, "targets": float(context.height)}
