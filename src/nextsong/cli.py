@@ -68,6 +68,7 @@ def generate(
     merge: Annotated[
         bool, typer.Option(help="Finish a world whose shards were generated apart.")
     ] = False,
+    stats: Annotated[bool, typer.Option(help="Print the world's figures when done.")] = True,
 ) -> None:
     """Write a synthetic listening world: tables, hidden truth/ and manifest.json."""
     from nextsong.config import world_config
@@ -104,6 +105,32 @@ def generate(
         f"{counts['songs']:,} songs, {counts['artists']:,} artists, {counts['sessions']:,} "
         f"sessions, {counts['events']:,} events ({time.perf_counter() - started:.1f} s)"
     )
+    if stats:
+        _print_world_statistics(out)
+
+
+def _print_world_statistics(world: Path) -> None:
+    from rich.table import Table
+
+    from nextsong.synth.stats import world_statistics
+
+    figures = world_statistics(world)
+    table = Table(title="What the world looks like (hidden truth used for listener kinds)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("skip rate", f"{figures['skip_rate']:.1%}")
+    for kind, rate in figures["skip_rate_by_kind"].items():
+        events = figures["events_by_kind"][kind]
+        table.add_row(f"  {kind} listeners: skip rate (events)", f"{rate:.1%} ({events:,})")
+    table.add_row("mean energy of plays 6-10h", f"{figures['energy_6_10h']:.3f}")
+    table.add_row("mean energy of plays 18-23h", f"{figures['energy_18_23h']:.3f}")
+    table.add_row(
+        "share of a listener's plays in their top 3 genres", f"{figures['top3_genre_share']:.1%}"
+    )
+    table.add_row(
+        "share of plays going to the top 1% of songs", f"{figures['top1pct_songs_play_share']:.1%}"
+    )
+    console.print(table)
 
 
 @app.command("split")
