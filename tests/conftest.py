@@ -72,3 +72,18 @@ def edit_world(tiny_world: Path, tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return edit
+
+
+@pytest.fixture(scope="session")
+def tiny_graph_world(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny world with its edges (`edges/`) and graph (`graph/`) built with the
+    default split. Read-only: copy it before changing it."""
+    from nextsong.graph.build import build_graph
+    from nextsong.graph.edges import build_edges
+    from nextsong.graph.io import save_graph
+
+    path = tmp_path_factory.mktemp("worlds") / "tiny_graph"
+    shutil.copytree(tiny_world, path)
+    build_edges(path)
+    save_graph(*build_graph(path), path)
+    return path

@@ -167,6 +167,75 @@ def split_command(
     console.print(f"wrote {Path(data) / SPLIT_FILE}")
 
 
+@app.command("edges")
+def edges_command(data: DataOption = DEFAULT_DATA) -> None:
+    """Edge tables of the training window (DIR/edges/), with the split DIR/split.json holds."""
+    from rich.table import Table
+
+    from nextsong.graph.edges import build_edges
+
+    started = time.perf_counter()
+    with console.status("computing the edges of the training window"):
+        edges = build_edges(data)
+    manifest = edges.manifest
+    table = Table(title=f"edges of {data}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in manifest["counts"].items():
+        table.add_row(f"{name}.parquet", f"{rows:,}")
+    console.print(table)
+    train = manifest["train"]
+    console.print(
+        f"from {train['events']:,} training events ({train['sessions']:,} sessions starting "
+        f"before {manifest['split']['train_end']}, {train['users']:,} listeners, "
+        f"{train['songs']:,} songs) into {edges.path} "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+
+
+@app.command("graph")
+def graph_command(
+    data: DataOption = DEFAULT_DATA,
+    draw_user: Annotated[
+        int | None, typer.Option(help="Also draw this listener's neighbourhood as a PNG.")
+    ] = None,
+) -> None:
+    """The heterogeneous graph of the training window (DIR/graph/); prints its summary."""
+    from rich.table import Table
+
+    from nextsong.graph.build import build_graph, graph_summary
+    from nextsong.graph.io import save_graph
+
+    started = time.perf_counter()
+    with console.status("building the graph"):
+        graph, metadata = build_graph(data)
+        path = save_graph(graph, metadata, data)
+    summary = graph_summary(graph)
+    nodes = Table(title=f"graph of {data}: nodes")
+    for column in ("type", "nodes", "features", "isolated"):
+        nodes.add_column(column, justify="left" if column == "type" else "right")
+    for row in summary["nodes"]:
+        nodes.add_row(
+            row["node_type"], f"{row['nodes']:,}", str(row["features"]), f"{row['isolated']:,}"
+        )
+    relations = Table(title="edges")
+    for column in ("relation", "edges", "mean out-degree", "mean in-degree"):
+        relations.add_column(column, justify="left" if column == "relation" else "right")
+    for row in summary["relations"]:
+        relations.add_row(
+            "{} -{}-> {}".format(*row["edge_type"]),
+            f"{row['edges']:,}",
+            f"{row['mean_out_degree']:.1f}",
+            f"{row['mean_in_degree']:.1f}",
+        )
+    console.print(nodes, relations)
+    console.print(f"wrote {path} ({time.perf_counter() - started:.1f} s)")
+    if draw_user is not None:
+        from nextsong.graph.draw import draw_user as draw
+
+        console.print(f"drew {draw(graph, data, draw_user, path / f'user_{draw_user}.png')}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
