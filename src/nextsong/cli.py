@@ -236,6 +236,48 @@ def graph_command(
         console.print(f"drew {draw(graph, data, draw_user, path / f'user_{draw_user}.png')}")
 
 
+@app.command("import")
+def import_(
+    format_name: Annotated[
+        str, typer.Argument(metavar="FORMAT", help="spotify, listenbrainz or lastfm.")
+    ],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH...", help="Export files, or a folder each.")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the world into.")],
+    user: Annotated[
+        str | None, typer.Option(help="Listener of every play (default: each folder's name).")
+    ] = None,
+    session_gap: Annotated[
+        float, typer.Option(help="Minutes without playback that end a session.")
+    ] = 30.0,
+    genres: Annotated[Path | None, typer.Option(help="CSV of artist,genre rows.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+) -> None:
+    """Import real listening histories as a world without truth (see README, Importing)."""
+    from nextsong.ingest import ImportConfig, import_world
+
+    started = time.perf_counter()
+    config = ImportConfig(
+        format=format_name,
+        session_gap_minutes=session_gap,
+        user=user,
+        genres_file=str(genres) if genres else None,
+    )
+    manifest = import_world(paths, out, config, force=force)
+    counts, summary = manifest["counts"], manifest["import"]
+    console.print(
+        f"[bold]world[/bold] {out}: {counts['users']:,} listeners, {counts['songs']:,} songs, "
+        f"{counts['artists']:,} artists, {counts['genres']:,} genres, {counts['sessions']:,} "
+        f"sessions, {counts['events']:,} plays from {summary['records']:,} records in "
+        f"{len(summary['files'])} files ({time.perf_counter() - started:.1f} s)"
+    )
+    left_out = ", ".join(f"{n:,} {why}" for why, n in summary["left_out"].items() if n)
+    console.print(f"left out: {left_out or 'nothing'}", highlight=False)
+    for example in summary["invalid_examples"]:
+        console.print(f"  invalid: {example}", markup=False, highlight=False)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nextsong import __version__
-from nextsong.errors import ConfigError
+from nextsong.errors import ConfigError, DataError
 from nextsong.ingest import lastfm, listenbrainz, spotify
 from nextsong.ingest.build import Built, ImportConfig, build_tables, read_genres
 from nextsong.ingest.common import LEFT_OUT, PlayLog
@@ -50,7 +50,14 @@ def import_world(
 ) -> dict[str, Any]:
     """Reads the exports, builds the world and writes it to `out` (aside, then renamed: never a
     partial world); returns the manifest."""
+    paths = list(paths)
     plays = read_plays(config.format, paths, config.user)
+    if not len(plays):
+        reasons = ", ".join(f"{n:,} {why}" for why, n in sorted(plays.left_out.items()))
+        raise DataError(
+            f"no plays of songs in {', '.join(map(str, paths))}: {plays.records:,} records read"
+            f"{'; left out: ' + reasons if reasons else ''}"
+        )
     genre_of = read_genres(Path(config.genres_file)) if config.genres_file else None
     built = build_tables(plays.frame(), config, genre_of)
     log.info("imported %d plays into %d sessions", len(plays), built.sessions)
