@@ -12,7 +12,8 @@ USER ?= 0
 # One thread per process: with two cores shared, more threads are slower (INSTALL-NOTES.md).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install test lint synthetic-data synthetic-split synthetic-all bench clean
+.PHONY: install test lint synthetic-data synthetic-split synthetic-edges synthetic-graph \
+	synthetic-all bench clean
 
 install: $(STAMP)
 
@@ -37,7 +38,14 @@ synthetic-data: install
 synthetic-split: install
 	$(BIN)/nextsong split --data $(DATA)
 
-synthetic-all: synthetic-data synthetic-split
+synthetic-edges: install
+	$(BIN)/nextsong edges --data $(DATA)
+
+synthetic-graph: install
+	$(BIN)/nextsong graph --data $(DATA)
+
+# The steps run in this order (make runs prerequisites left to right; do not use -j here).
+synthetic-all: synthetic-data synthetic-split synthetic-edges synthetic-graph
 
 bench: install
 	$(BIN)/python benchmarks/run.py
