@@ -127,3 +127,9 @@ def test_bad_cutoffs_are_errors() -> None:
         metrics.ranking_metrics(RANKS, ks=(0, 5))
     with pytest.raises(ConfigError, match="k must be"):
         metrics.top_k(SCORES, 4)
+
+
+def test_ranks_and_top_k_share_one_top_k() -> None:
+    ranks, top = metrics.ranks_and_top_k(SCORES, TARGETS, 2)
+    assert ranks.tolist() == [1, 2, 3, 4]
+    assert top.tolist() == metrics.top_k(SCORES, 2).tolist()

@@ -65,26 +65,37 @@ def target_ranks(scores: Any, targets: Any, cutoff: int | None = None) -> np.nda
 
     scores, targets = _as_tensor(scores), _as_tensor(targets).long()
     _check_scores(scores, targets)
-    n_songs = scores.shape[1]
-    own = scores.gather(1, targets[:, None])  # (B, 1)
-    removed = torch.isneginf(own[:, 0])
-    if cutoff is None or cutoff >= n_songs:
+    if cutoff is None or cutoff >= scores.shape[1]:
+        own = scores.gather(1, targets[:, None])  # (B, 1)
         ranks = (scores >= own).sum(dim=1)
-    else:
-        if cutoff < 1:
-            raise ConfigError(f"cutoff must be at least 1, got {cutoff}")
-        top = torch.topk(scores, cutoff, dim=1).values  # (B, cutoff), descending
-        ranks = (top >= own).sum(dim=1)
-        # If the last of the top values is greater than the target's, the target is beyond the
-        # cut-off; if equal, ties may reach past it, so those rows are counted in full.
-        beyond = top[:, -1:] > own
-        ranks = torch.where(beyond[:, 0], cutoff + 1, ranks)
-        tied = (top[:, -1:] == own)[:, 0]
-        if bool(tied.any()):
-            exact = (scores[tied] >= own[tied]).sum(dim=1)
-            ranks[tied] = torch.clamp(exact, max=cutoff + 1)
-    ranks = torch.where(removed, n_songs + 1, ranks)
-    return ranks.numpy().astype(np.int64)
+        ranks = torch.where(torch.isneginf(own[:, 0]), scores.shape[1] + 1, ranks)
+        return ranks.numpy().astype(np.int64)
+    return ranks_and_top_k(scores, targets, cutoff)[0]
+
+
+def ranks_and_top_k(scores: Any, targets: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B,) ranks censored at k (exact up to k, else k + 1, as `target_ranks` with cutoff=k)
+    and the (B, k) indices of the k best songs, best first, from a single top-k."""
+    import torch
+
+    scores, targets = _as_tensor(scores), _as_tensor(targets).long()
+    _check_scores(scores, targets)
+    n_songs = scores.shape[1]
+    if not 1 <= k <= n_songs:
+        raise ConfigError(f"k must be in 1..{n_songs} (the catalog size), got {k}")
+    own = scores.gather(1, targets[:, None])  # (B, 1)
+    top = torch.topk(scores, k, dim=1)  # (B, k), descending
+    ranks = (top.values >= own).sum(dim=1)
+    # If the k-th best score is above the target's, the target is beyond k; if equal, ties may
+    # reach past k, so those rows are counted over the whole catalog.
+    last = top.values[:, -1]
+    ranks = torch.where(last > own[:, 0], k + 1, ranks)
+    tied = last == own[:, 0]
+    if bool(tied.any()):
+        exact = (scores[tied] >= own[tied]).sum(dim=1)
+        ranks[tied] = torch.clamp(exact, max=k + 1)
+    ranks = torch.where(torch.isneginf(own[:, 0]), n_songs + 1, ranks)
+    return ranks.numpy().astype(np.int64), top.indices.numpy()
 
 
 def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
