@@ -172,3 +172,12 @@ def test_edges_config_is_validated() -> None:
     with pytest.raises(ValueError, match="completed_share must be in"):
         EdgesConfig(completed_share=1.5)
     assert SplitConfig().to_dict() == {"test_days": 7.0, "validation_days": 7.0}
+
+
+def test_invalid_split_json_is_a_one_line_error(edit_world, run_cli) -> None:
+    world = edit_world()
+    (world / "split.json").write_text('{"kind": "split", "split": {"test_days": -1}}')
+    result = run_cli("edges", "--data", world)
+    assert result.code == 2
+    assert f"{world / 'split.json'} holds invalid split settings" in result.stderr
+    assert result.stderr.count("\n") == 1
