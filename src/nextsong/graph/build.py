@@ -160,6 +160,7 @@ def graph_parts(world: World, edges: Edges, config: GraphConfig | None = None) -
         ],
         "reverses": "rev_<relation>, rebuilt from the forward relations (add_reverses)",
         "config": dataclasses.asdict(config),
+        "edges_config": edges.manifest["config"],
         "split": edges.split,
         "sources": edges.manifest["sources"],
     }
@@ -185,8 +186,8 @@ def to_hetero(parts: GraphParts) -> HeteroData:
 
 
 def add_reverses(graph: HeteroData) -> HeteroData:
-    """Adds ('dst', 'rev_<rel>', 'src') for every forward relation, with the same weights and
-    attributes (a song -followed_by-> song edge A->B becomes B -rev_followed_by-> A)."""
+    """Adds ('dst', 'rev_<rel>', 'src') for every forward relation, sharing its weight and
+    attribute tensors (a song -followed_by-> song edge A->B becomes B -rev_followed_by-> A)."""
     for src, relation, dst in RELATIONS:
         store = graph[src, relation, dst]
         reverse = graph[dst, f"rev_{relation}", src]

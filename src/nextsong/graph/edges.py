@@ -38,7 +38,6 @@ from nextsong import schema
 from nextsong.errors import ConfigError, DataError
 from nextsong.split import (
     TRAIN,
-    SplitConfig,
     TemporalSplit,
     check_split_settings,
     make_split,
@@ -140,11 +139,11 @@ def compute_edges(
         "user_genre": _counts(train, "genre_id", plays=pl.len(), skips=pl.col("skipped").sum()),
         "user_hour": _user_hour(train),
     }
-    frames = pl.collect_all(queries.values())
+    frames = pl.collect_all(queries.values())  # one pass: the shared training subplan once
     tables = {}
-    for (name, table_schema), frame in zip(EDGE_TABLES.items(), frames, strict=True):
-        keys = table_schema.names[:2]
-        tables[name] = frame.select(table_schema.names).sort(keys).cast(_polars_types(frame))
+    for name, frame in zip(queries, frames, strict=True):
+        columns = EDGE_TABLES[name].names
+        tables[name] = frame.select(columns).sort(columns[:2]).cast(_polars_types(frame))
     if tables["user_song"].is_empty():
         raise DataError(
             f"no session starts before {split.train_end.isoformat()}: the training window is empty"
@@ -152,20 +151,13 @@ def compute_edges(
     return tables
 
 
-def build_edges(
-    folder: Path | str,
-    config: EdgesConfig | None = None,
-    split_config: SplitConfig | None = None,
-) -> Edges:
-    """Computes the edge tables of the world in `folder` and writes them to `folder/edges/`.
-
-    The split settings are `split_config`, else those `nextsong split` saved in the folder, else
-    the defaults.
-    """
+def build_edges(folder: Path | str, config: EdgesConfig | None = None) -> Edges:
+    """Computes the edge tables of the world in `folder` and writes them to `folder/edges/`,
+    with the split settings `nextsong split` saved in `folder` (the defaults if none)."""
     folder = Path(folder)
     config = config or EdgesConfig()
     world = load_world(folder)
-    split = make_split(world, split_config or read_split_config(folder))
+    split = make_split(world, read_split_config(folder))
     frames = compute_edges(
         pl.from_arrow(world.events).lazy(),
         pl.from_arrow(world.songs),
