@@ -157,7 +157,7 @@ def _draw_nodes(
         axes.text(
             x * scale,
             y * scale,
-            label[:24],
+            label[:18] if inward else label[:24],
             fontsize=size,
             rotation=degrees + 180 if flip else degrees,
             rotation_mode="anchor",
