@@ -168,14 +168,21 @@ def _mode(frame: pl.DataFrame, key: str, value: str) -> pl.DataFrame:
 
 
 def _deduplicate(frame: pl.DataFrame) -> pl.DataFrame:
-    """One play per (listener, song, start); the longest is kept. Sorting on every column first
-    makes the kept row, and so the output, independent of the order files were read in."""
-    order = ["user", "song_key", "start_us", "ms_played", "skipped", "completed", "duration_ms"]
-    order += ["artist", "title"]
+    """One play per (listener, song, start); the longest is kept. Only the rows that have a
+    twin are sorted (on every column, so the kept row does not depend on the order files were
+    read in); every later step is independent of row order."""
+    key = ["user", "song_key", "start_us"]
+    twin = frame.select(pl.struct(key).is_duplicated()).to_series()
+    if not twin.any():
+        return frame
+    order = [*key, "ms_played", "skipped", "completed", "duration_ms", "artist", "title"]
     descending = [False, False, False, True, False, False, True, False, False]
-    return frame.sort(order, descending=descending, nulls_last=True).unique(
-        ["user", "song_key", "start_us"], keep="first", maintain_order=True
+    kept = (
+        frame.filter(twin)
+        .sort(order, descending=descending, nulls_last=True)
+        .unique(key, keep="first", maintain_order=True)
     )
+    return pl.concat([frame.filter(~twin), kept])
 
 
 def _skips(frame: pl.DataFrame) -> pl.DataFrame:

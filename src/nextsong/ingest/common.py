@@ -21,7 +21,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,8 +42,6 @@ MAX_MS_PLAYED = 12 * 3_600_000
 LEFT_OUT = ("podcast", "audiobook", "video", "private", "unidentified", "invalid", "duplicate")
 EXAMPLES_KEPT = 5
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
 _UNIX_SECONDS = re.compile(r"\d{1,11}")
 # Last.fm's own date style, "31 Jan 2021 12:34" or "31 Jan 2021, 12:34" (UTC, English months).
 _DAY_MONTH_YEAR = re.compile(
@@ -83,7 +81,9 @@ class PlayLog:
     }
 
     def __init__(self) -> None:
-        self._columns: dict[str, list[Any]] = {name: [] for name in self.COLUMNS}
+        # One tuple per play, transposed into columns once at the end: a single append per
+        # play is the cheapest way to grow a few million rows from Python.
+        self._rows: list[tuple[Any, ...]] = []
         self.records = 0
         self.files: list[str] = []
         self.left_out: Counter[str] = Counter()
@@ -101,9 +101,9 @@ class PlayLog:
         title: str,
         duration_ms: int | None = None,
     ) -> None:
-        values = (user, start_us, ms_played, skipped, completed, uri, artist, title, duration_ms)
-        for column, value in zip(self._columns.values(), values, strict=True):
-            column.append(value)
+        self._rows.append(
+            (user, start_us, ms_played, skipped, completed, uri, artist, title, duration_ms)
+        )
 
     def leave_out(self, reason: str) -> None:
         if reason not in LEFT_OUT:
@@ -111,10 +111,10 @@ class PlayLog:
         self.left_out[reason] += 1
 
     def __len__(self) -> int:
-        return len(self._columns["user"])
+        return len(self._rows)
 
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(self._columns, schema=self.COLUMNS)
+        return pl.DataFrame(self._rows, schema=self.COLUMNS, orient="row")
 
 
 class FileReader:
@@ -139,7 +139,8 @@ class FileReader:
         self.listener = listener
         self.label = label
         self.index = 0
-        self._first_by_zone: dict[bool, int] = {}
+        self._zoned: bool | None = None  # whether the file's first time stamp named its zone
+        self._first_zone_index = 0
 
     def where(self, index: int | None = None) -> str:
         return f"{self.path} {self.label(self.index if index is None else index)}"
@@ -172,23 +173,28 @@ class FileReader:
 
     def timestamp(self, value: Any, name: str) -> int:
         """A time field (unix seconds, ISO 8601 or Last.fm's date style) in microseconds UTC."""
-        if isinstance(value, bool) or not isinstance(value, int | str):
+        if value.__class__ is str:
+            moment, zoned = parse_time(value, name)
+        elif value.__class__ is int:
+            moment, zoned = _from_unix(value, name), True
+        else:
             raise BadRecord(f"{name} is {describe(value)}, expected a date and time")
-        moment, zoned = (
-            (_from_unix(value, name), True) if isinstance(value, int) else parse_time(value, name)
-        )
-        self._check_zones(zoned, name)
+        if zoned is not self._zoned:
+            self._zone_seen(zoned, name)
         return moment
 
-    def _check_zones(self, zoned: bool, name: str) -> None:
-        first = self._first_by_zone.setdefault(zoned, self.index)
-        other = self._first_by_zone.get(not zoned)
-        if other is not None and first == self.index:
-            aware, local = (self.index, other) if zoned else (other, self.index)
-            raise DataError(
-                f"{self.path}: {name} mixes times with a time zone ({self.label(aware)}) and "
-                f"without one ({self.label(local)}); the local times could be in any zone"
-            )
+    def _zone_seen(self, zoned: bool, name: str) -> None:
+        """Called for the first time stamp, and for the first that differs from it."""
+        if self._zoned is None:
+            self._zoned, self._first_zone_index = zoned, self.index
+            return
+        aware, local = (
+            (self.index, self._first_zone_index) if zoned else (self._first_zone_index, self.index)
+        )
+        raise DataError(
+            f"{self.path}: {name} mixes times with a time zone ({self.label(aware)}) and "
+            f"without one ({self.label(local)}); the local times could be in any zone"
+        )
 
 
 def parse_time(text: str, name: str) -> tuple[int, bool]:
@@ -198,17 +204,27 @@ def parse_time(text: str, name: str) -> tuple[int, bool]:
     "04 Mar 2021 12:34". Times without a zone are read as UTC, which is what Spotify and Last.fm
     write.
     """
-    value = text.strip()
-    if _UNIX_SECONDS.fullmatch(value):
-        return _from_unix(int(value), name), True
-    moment = _iso(value) or _day_month_year(value)
+    moment = None
+    if text[4:5] == "-":  # the common case first: ISO 8601 as exports write it, no stripping
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+    if moment is None:
+        value = text.strip()
+        if _UNIX_SECONDS.fullmatch(value):
+            return _from_unix(int(value), name), True
+        moment = _iso(value) or _day_month_year(value)
     if moment is None:
         raise BadRecord(f"{name} is {describe(text)}, not a date and time")
     zoned = moment.tzinfo is not None
-    moment = moment.astimezone(UTC) if zoned else moment.replace(tzinfo=UTC)
+    if not zoned:
+        moment = moment.replace(tzinfo=UTC)
     if not EARLIEST <= moment < LATEST:
         raise BadRecord(f"{name} {text!r} is outside {EARLIEST.year}..{LATEST.year - 1}")
-    return (moment - _EPOCH) // _ONE_US, zoned
+    # Exact: whole seconds are far inside a float's precision, and the fraction (at most
+    # 0.999999) stays more than a float step away from the next second up to year 2100.
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond, zoned
 
 
 def _iso(value: str) -> datetime | None:
@@ -265,21 +281,20 @@ def required(record: dict[str, Any], name: str) -> Any:
 def text(record: dict[str, Any], name: str) -> str | None:
     """A text field, or None when absent, null or blank."""
     value = record.get(name)
+    if value.__class__ is str:
+        return value.strip() or None
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise BadRecord(f"{name} is {describe(value)}, expected text")
-    value = value.strip()
-    return value or None
+    raise BadRecord(f"{name} is {describe(value)}, expected text")
 
 
 def integer(value: Any, name: str) -> int:
     """A whole number (an integral float is accepted: some tools write 183000.0)."""
+    if value.__class__ is int:
+        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRecord(f"{name} is {describe(value)}, expected a whole number")
-    return value
+    raise BadRecord(f"{name} is {describe(value)}, expected a whole number")
 
 
 def ms_played(value: Any, name: str) -> int:
@@ -292,7 +307,7 @@ def ms_played(value: Any, name: str) -> int:
 def flag(record: dict[str, Any], name: str) -> bool | None:
     """A yes/no field: true/false (or 1/0), None when absent or null."""
     value = record.get(name)
-    if value is None or isinstance(value, bool):
+    if value is None or value.__class__ is bool:
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
