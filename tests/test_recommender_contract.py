@@ -1,7 +1,8 @@
 """The behaviour every recommender must show, run against every registered model.
 
 A new model joins this suite by registering its name (`models/registry.py`); trained models may
-register smaller `test_settings` so that fitting on the tiny world stays fast.
+register smaller `test_settings` so that fitting on the tiny world stays fast. Models fit on the
+tiny world with its edges and graph built (`tiny_graph_world`), as `nextsong train` would.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ NAMES = [spec.name for spec in registry.specs()]
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tiny_world: Path):
-    world = load_world(tiny_world)
+def tiny_data(tiny_graph_world: Path):
+    world = load_world(tiny_graph_world)
     split = make_split(world)
     parts = split_events(world, split)
     training = TrainingData.from_world(world, parts, split)

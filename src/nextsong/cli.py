@@ -278,6 +278,86 @@ def import_(
         console.print(f"  invalid: {example}", markup=False, highlight=False)
 
 
+@app.command("evaluate")
+def evaluate_command(
+    data: DataOption = DEFAULT_DATA,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated names (default: the oracle where there is a truth, every "
+            "baseline, and the best run of every trained model)."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder (default DIR/report).")] = None,
+    sessions: Annotated[
+        int | None, typer.Option(help="Sessions sampled from the period (default 2500; 0 = all).")
+    ] = None,
+    oracle_sessions: Annotated[
+        int | None, typer.Option(help="The oracle's nested sub-sample (default 1000; 0 = all).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the sampling (default 0).")] = None,
+    period: Annotated[
+        str | None, typer.Option(help="test (default), or validation to tune without test.")
+    ] = None,
+) -> None:
+    """Rank the whole catalog for every next song of the test sessions; write the report."""
+    from rich import box
+    from rich.table import Table
+
+    from nextsong.evaluate import EvaluationConfig, default_out, evaluate, write_report
+
+    settings = {"sessions": sessions, "oracle_sessions": oracle_sessions, "seed": seed}
+    settings["period"] = period
+    config = EvaluationConfig(**{k: v for k, v in settings.items() if v is not None})
+    names = [name.strip() for name in models.split(",") if name.strip()] if models else None
+    with console.status("evaluating") as status:
+        report = evaluate(data, names, config, progress=lambda step: status.update(step))
+        path = write_report(report, out or default_out(data))
+    k = config.k
+    table = Table(
+        title=f"{report['protocol']['period']} of {data}: full-catalog ranking",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    # NDCG and popularity are left to report.md, so the table fits 80 columns.
+    columns = ["model", *(f"HR@{x}" for x in config.ks), f"MRR@{k}", f"cov@{k}", "s"]
+    for column in columns:
+        interval = column in (f"HR@{k}", f"MRR@{k}")
+        table.add_column(
+            column,
+            justify="left" if column == "model" else "right",
+            no_wrap=column == "model",
+            min_width=11 if interval else None,
+        )
+    for row in report["results"]:
+        # The largest K's HR and MRR with the half-width of their interval (exact bounds are in
+        # report.md and report.json).
+        hr, mrr = (
+            f"{row[name]:.3f}±{(row[name + '_ci'][1] - row[name + '_ci'][0]) / 2:.3f}"
+            for name in (f"HR@{k}", f"MRR@{k}")
+        )
+        table.add_row(
+            row["model"],
+            *(f"{row[f'HR@{x}']:.3f}" for x in config.ks[:-1]),
+            hr,
+            mrr,
+            f"{row[f'coverage@{k}']:.3f}",
+            f"{row['fit_seconds'] + row['score_seconds']:.1f}",
+        )
+    console.print(table)
+    protocol = report["protocol"]
+    console.print(
+        f"{protocol['targets']:,} targets. {protocol['sampling']}. Intervals: "
+        f"{protocol['intervals']}. {protocol['exclusion']} "
+        f"({protocol['repeat_target_share']:.1%} of targets).",
+        highlight=False,
+    )
+    console.print(
+        f"wrote {path}: report.md has every metric, interval and breakdown "
+        f"({protocol['seconds']:.1f} s)"
+    )
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -60,8 +60,8 @@ class EvaluationConfig:
     """Settings of one evaluation; written into the report's protocol."""
 
     ks: tuple[int, ...] = (5, 10, 20)
-    sessions: int = 10_000  # sampled sessions of the period; 0 = all of them
-    oracle_sessions: int = 2_000  # nested sub-sample for the oracle; 0 = the same as `sessions`
+    sessions: int = 2_500  # sampled sessions of the period; 0 = all of them
+    oracle_sessions: int = 1_000  # nested sub-sample for the oracle; 0 = the same as `sessions`
     seed: int = 0
     period: str = TEST
     batch_size: int = 1024
@@ -212,7 +212,10 @@ def resolve_models(data: Path, world: World, names: list[str] | None) -> list[En
         entries += [Entry(spec.name, spec.kind) for spec in registry.specs("baseline")]
         for name, run in best.items():
             spec = registry.get(name)
-            entries.append(Entry(name, spec.kind, run))
+            if spec.kind == "trained":
+                entries.append(Entry(name, spec.kind, run))
+            else:
+                log.warning("ignoring %s: %s is a %s, fitted on the fly", run, name, spec.kind)
         return entries
     entries = []
     for name in dict.fromkeys(names):

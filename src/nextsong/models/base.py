@@ -173,6 +173,30 @@ class TrainingData:
         """(S,) training plays of each song."""
         return np.bincount(self.train["song_id"].to_numpy(), minlength=self.n_songs)
 
+    @cached_property
+    def session_songs(self) -> Any:
+        """(N, S) float32 CSR, 1 where training session n played song s (sorted indices).
+
+        Sessions are numbered by start time (then session id), so a larger row is a more recent
+        session. Computed once and shared by every model that needs it.
+        """
+        import scipy.sparse as sp
+
+        session = self.train["session_id"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])  # contract order
+        start_us = self.train["ts"].dt.epoch("us").to_numpy()[starts]
+        order = np.lexsort((session[starts], start_us))  # oldest session first
+        index = np.empty(len(starts), dtype=np.int64)
+        index[order] = np.arange(len(starts))
+        row = np.repeat(index, np.diff(np.r_[starts, len(session)]))
+        matrix = sp.csr_matrix(
+            (np.ones(len(row), dtype=np.float32), (row, self.train["song_id"].to_numpy())),
+            shape=(len(starts), self.n_songs),
+        )
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
+        return matrix
+
 
 def popularity_prior(play_counts: np.ndarray) -> np.ndarray:
     """(S,) play counts squashed into [0, 1): the back-off order of every baseline."""

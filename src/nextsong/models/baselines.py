@@ -160,12 +160,13 @@ class Transitions(Recommender):
 
     Args:
         skip_weight: how much a transition *into* a skipped song counts, against 1 for one
-            heard to the end (default 0.5).
+            heard to the end (default 1.0, plain counts: 0.5 and 0 did no better on the default
+            world's validation period).
     """
 
     @dataclass(frozen=True)
     class Config:
-        skip_weight: float = 0.5
+        skip_weight: float = 1.0
 
         def __post_init__(self) -> None:
             _check_weight("skip_weight", self.skip_weight)
