@@ -13,7 +13,7 @@ USER ?= 0
 export OMP_NUM_THREADS ?= 1
 
 .PHONY: install test lint synthetic-data synthetic-split synthetic-edges synthetic-graph \
-	synthetic-all bench clean
+	synthetic-evaluate synthetic-all bench clean
 
 install: $(STAMP)
 
@@ -44,8 +44,12 @@ synthetic-edges: install
 synthetic-graph: install
 	$(BIN)/nextsong graph --data $(DATA)
 
+# The oracle, every baseline and the best run of every trained model: $(DATA)/report/.
+synthetic-evaluate: install
+	$(BIN)/nextsong evaluate --data $(DATA)
+
 # The steps run in this order (make runs prerequisites left to right; do not use -j here).
-synthetic-all: synthetic-data synthetic-split synthetic-edges synthetic-graph
+synthetic-all: synthetic-data synthetic-split synthetic-edges synthetic-graph synthetic-evaluate
 
 bench: install
 	$(BIN)/python benchmarks/run.py
