@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from nextsong.errors import ConfigError, DataError
-from nextsong.ingest import ImportConfig, import_world
-from nextsong.ingest.build import build_tables, read_genres
+from nextsong.ingest import FORMATS, ImportConfig, import_world, read_plays
+from nextsong.ingest.build import FORMAT_NAMES, build_tables, read_genres
 from nextsong.ingest.common import BadRecord, PlayLog, parse_time
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
@@ -138,8 +138,11 @@ def test_bad_settings_are_refused(options: dict[str, Any]) -> None:
 
 
 def test_unknown_format_and_missing_input_are_refused(tmp_path: Path) -> None:
+    assert tuple(FORMATS) == FORMAT_NAMES  # every format ImportConfig accepts has a reader
     with pytest.raises(ConfigError, match="unknown format 'itunes'; valid formats: spotify"):
-        import_world(SPOTIFY, tmp_path / "w", ImportConfig("itunes"))
+        ImportConfig("itunes")
+    with pytest.raises(ConfigError, match="unknown format 'itunes'; valid formats: spotify"):
+        read_plays("itunes", SPOTIFY)
     with pytest.raises(ConfigError, match="does not exist"):
         import_world([tmp_path / "nowhere"], tmp_path / "w", ImportConfig("spotify"))
 

@@ -27,10 +27,8 @@ log = logging.getLogger(__name__)
 
 Reader = Callable[[Iterable[Path], str | None, PlayLog], None]
 FORMATS: dict[str, Reader] = {
-    "spotify": spotify.read,
-    "listenbrainz": listenbrainz.read,
-    "lastfm": lastfm.read,
-}
+    module.FORMAT: module.read for module in (spotify, listenbrainz, lastfm)
+}  # in the order of build.FORMAT_NAMES, which ImportConfig checks (a test keeps them equal)
 
 
 def read_plays(format_name: str, paths: Iterable[Path], user: str | None = None) -> PlayLog:

@@ -39,6 +39,7 @@ from nextsong import schema
 from nextsong.errors import ConfigError, DataError
 from nextsong.ingest.common import read_text
 
+FORMAT_NAMES = ("spotify", "listenbrainz", "lastfm")  # one module each in nextsong.ingest
 SKIP_BELOW_MS = 30_000  # Spotify's own threshold for a play to count as a stream
 DEFAULT_DURATION_MS = 210_000  # about the average length of a popular song
 MIN_DURATION_MS = 1_000  # a "complete" play shorter than this says nothing about the song
@@ -58,6 +59,10 @@ class ImportConfig:
     genres_file: str | None = None
 
     def __post_init__(self) -> None:
+        if self.format not in FORMAT_NAMES:
+            raise ConfigError(
+                f"unknown format {self.format!r}; valid formats: {', '.join(FORMAT_NAMES)}"
+            )
         if not 0 < self.session_gap_minutes <= 7 * 24 * 60:
             raise ConfigError(
                 f"--session-gap must be more than 0 and at most 10080 minutes (a week), "

@@ -61,7 +61,7 @@ class BadRecord(Exception):  # noqa: N818 (a record, not a program, is at fault)
 
 
 class PlayLog:
-    """The plays read so far, column by column, and the records left out, by reason.
+    """The plays read so far (one row each, `COLUMNS`) and the records left out, by reason.
 
     `ms_played` is None where the export does not say (scrobbles), `skipped` None where it has
     no skip flag, `completed` None where it does not say why playback ended, `uri` None where
@@ -141,9 +141,6 @@ class FileReader:
         self.index = 0
         self._zoned: bool | None = None  # whether the file's first time stamp named its zone
         self._first_zone_index = 0
-
-    def where(self, index: int | None = None) -> str:
-        return f"{self.path} {self.label(self.index if index is None else index)}"
 
     def run(self, records: Iterable[Any], parse: Callable[[FileReader, Any], None]) -> None:
         self.plays.files.append(self.path.name)
