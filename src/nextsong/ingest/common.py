@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # for scrobbles without a date) and would stretch the world's period over decades.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_EARLIEST_S, _LATEST_S = int(EARLIEST.timestamp()), int(LATEST.timestamp())
 # The longest single play accepted. Hours-long tracks exist (ambient, live sets); more than
 # twelve hours of one track in one play is a counting error of the export.
 MAX_MS_PLAYED = 12 * 3_600_000
@@ -247,7 +248,7 @@ def _day_month_year(value: str) -> datetime | None:
 
 
 def _from_unix(seconds: int, name: str) -> int:
-    if not EARLIEST.timestamp() <= seconds < LATEST.timestamp():
+    if not _EARLIEST_S <= seconds < _LATEST_S:
         raise BadRecord(
             f"{name} {seconds} (unix seconds) is outside {EARLIEST.year}..{LATEST.year - 1}"
         )
