@@ -290,7 +290,7 @@ def evaluate_command(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder (default DIR/report).")] = None,
     sessions: Annotated[
-        int | None, typer.Option(help="Sessions sampled from the period (default 2500; 0 = all).")
+        int | None, typer.Option(help="Sessions sampled from the period (default 2000; 0 = all).")
     ] = None,
     oracle_sessions: Annotated[
         int | None, typer.Option(help="The oracle's nested sub-sample (default 1000; 0 = all).")

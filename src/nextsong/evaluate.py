@@ -60,7 +60,7 @@ class EvaluationConfig:
     """Settings of one evaluation; written into the report's protocol."""
 
     ks: tuple[int, ...] = (5, 10, 20)
-    sessions: int = 2_500  # sampled sessions of the period; 0 = all of them
+    sessions: int = 2_000  # sampled sessions of the period; 0 = all of them
     oracle_sessions: int = 1_000  # nested sub-sample for the oracle; 0 = the same as `sessions`
     seed: int = 0
     period: str = TEST

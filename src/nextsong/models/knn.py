@@ -122,20 +122,26 @@ class SessionKNN(Recommender):
         by_song = self.sessions.T.tocsr()
         by_song.sort_indices()  # (S, N): each song's sessions, oldest first
         self.recent = keep_last_per_row(by_song, self.config.sample_size)
-        self.session_size = np.diff(self.sessions.indptr).astype(np.float32)
         frequency = np.diff(by_song.indptr)
         self.idf = np.log(n_sessions / np.maximum(frequency, 1)).astype(np.float32)
         self.prior = popularity_prior(data.play_counts)
+        self._index()
+
+    def _index(self) -> None:
+        """Lookups derived from the fitted matrices (rebuilt on load, never saved)."""
+        self.session_size = np.diff(self.sessions.indptr).astype(np.float32)
+        self.recent_by_session = self.recent.T.tocsr()  # (N, S): the truncated lists, by session
 
     # -- score -----------------------------------------------------------------------------
     def _score(self, batch: SessionBatch) -> np.ndarray:
         config = self.config
         b = len(batch)
-        query, distance = self._query(batch)  # (B, S) CSR weights; (B, S) CSR distances
+        query, latest = self._query(batch)  # (B, S) CSR weights; (B, W) songs by distance
 
-        # Candidates and similarities in one product: (B, S) x (S, N) -> (B, N).
-        # Back and forth through CSC sorts each row's sessions by index (linear time).
-        overlap = (query @ self.recent).tocsc().tocsr()
+        # Candidates and similarities in one product, computed transposed,
+        # (N, S) x (S, B) -> (N, B), so that one conversion to CSC, read back as its transpose,
+        # gives (B, N) with each row's sessions sorted by index (oldest first), in linear time.
+        overlap = (self.recent_by_session @ query.T.tocsr()).tocsc().T
         overlap = keep_last_per_row(overlap, config.sample_size)
         pair_row = np.repeat(np.arange(b), np.diff(overlap.indptr))
         pair_session = overlap.indices
@@ -162,16 +168,17 @@ class SessionKNN(Recommender):
         row, session, vote = row[found], session[found], vote[found]
 
         if config.decay == "div":
-            vote = vote / self._match_distance(row, session, distance)
+            vote = vote / self._match_distance(row, session, latest)
         neighbours = sp.csr_matrix((vote, (row, session)), shape=(b, self.sessions.shape[0]))
         evidence = (neighbours @ self.sessions).tocsr()  # (B, S) sparse
         if config.idf_weighting > 0:
             evidence.data *= 1.0 + config.idf_weighting * self.idf[evidence.indices]
         return back_off(evidence, self.prior)
 
-    def _query(self, batch: SessionBatch) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """(B, S) weight of each song of each session so far, and (B, S) its distance from the
-        session's end (1 = just played); a repeated song counts at its latest play."""
+    def _query(self, batch: SessionBatch) -> tuple[sp.csr_matrix, np.ndarray]:
+        """(B, S) weight of each song of each session so far, by its distance from the session's
+        end (1 = just played); a repeated song counts at its latest play. Also (B, W) the songs
+        by distance, -1 where a play is not its song's latest (see `_match_distance`)."""
         n_songs = self.sessions.shape[1]
         width = batch.songs.shape[1]
         rows, cols = np.nonzero(batch.songs >= 0)
@@ -186,34 +193,48 @@ class SessionKNN(Recommender):
         weight = position_weights(distance, self.config.weighting)
         skipped = batch.skipped[rows, cols]
         weight = np.where(skipped, weight * self.config.skip_weight, weight)
-        shape = (len(batch), n_songs)
-        query = sp.csr_matrix((weight, (rows, songs)), shape=shape)
-        distances = sp.csr_matrix((distance.astype(np.float32), (rows, songs)), shape=shape)
-        distances.sort_indices()
-        return query, distances
+        query = sp.csr_matrix((weight, (rows, songs)), shape=(len(batch), n_songs))
+        latest = np.full((len(batch), width), -1, dtype=np.int64)
+        latest[rows, distance - 1] = songs
+        return query, latest
 
     def _match_distance(
-        self, row: np.ndarray, session: np.ndarray, distance: sp.csr_matrix
+        self, row: np.ndarray, session: np.ndarray, latest: np.ndarray
     ) -> np.ndarray:
-        """(P,) for each (query row, neighbour session) pair, the smallest distance from the
-        end of the query of a song the neighbour holds (>= 1)."""
-        starts, ends = self.sessions.indptr[session], self.sessions.indptr[session + 1]
-        lengths = ends - starts
-        pair = np.repeat(np.arange(len(row)), lengths)
-        entry = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        songs = self.sessions.indices[np.repeat(starts, lengths) + entry]
-        # A dense (B, S) lookup table of the query's distances (0 = not in the query), one byte
-        # a cell (distances past 255 read as 255), read with flat indices.
-        n_songs = distance.shape[1]
-        table = np.zeros(distance.shape[0] * n_songs, dtype=np.uint8)
-        rows_of = np.arange(distance.shape[0], dtype=np.int64)
-        query_rows = np.repeat(rows_of, np.diff(distance.indptr))
-        table[query_rows * n_songs + distance.indices] = np.minimum(distance.data, 255)
-        found = table[row[pair].astype(np.int64) * n_songs + songs].astype(np.float32)
-        found[found == 0] = np.inf
-        # Every neighbour holds at least one song, so each pair's segment is non-empty.
-        smallest = np.minimum.reduceat(found, np.cumsum(lengths) - lengths)
-        return np.where(np.isfinite(smallest), smallest, 1.0).astype(np.float32)
+        """(P,) for each (query row, neighbour session) pair, the distance from the end of the
+        query of the most recent query song the neighbour holds (>= 1).
+
+        `latest` (B, W) holds each query's songs by distance (column j = distance j + 1, -1 where
+        that play is not the song's latest). Distances are tried from the end: most pairs match
+        at once, the rest narrow down quickly.
+        """
+        found = np.full(len(row), np.inf, dtype=np.float32)
+        pending = np.arange(len(row))
+        for column in range(latest.shape[1]):
+            if not len(pending):
+                break
+            song = latest[row[pending], column]
+            hit = (song >= 0) & self._holds(session[pending], song)
+            found[pending[hit]] = column + 1
+            pending = pending[~hit]
+        # Every neighbour shares a song with its query; the fallback only guards the contract.
+        return np.where(np.isfinite(found), found, 1.0)
+
+    def _holds(self, session: np.ndarray, song: np.ndarray) -> np.ndarray:
+        """(P,) whether each training session holds each song: a binary search of every pair
+        at once within its session's sorted songs (a few vectorised steps)."""
+        indices, indptr = self.sessions.indices, self.sessions.indptr
+        low, high = indptr[session].astype(np.int64), indptr[session + 1].astype(np.int64)
+        end = high.copy()
+        while True:
+            open_ = low < high
+            if not open_.any():
+                break
+            middle = (low + high) // 2
+            right = open_ & (indices[np.minimum(middle, len(indices) - 1)] < song)
+            low = np.where(right, middle + 1, low)
+            high = np.where(open_ & ~right, middle, high)
+        return (low < end) & (indices[np.minimum(low, len(indices) - 1)] == song)
 
     # -- persistence -----------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -228,6 +249,6 @@ class SessionKNN(Recommender):
     def load_state(self, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
         self.sessions = csr_from_state(arrays, "sessions", metadata["sessions"])
         self.recent = csr_from_state(arrays, "recent", metadata["recent"])
-        self.session_size = np.diff(self.sessions.indptr).astype(np.float32)
         self.idf = arrays["idf"]
         self.prior = arrays["prior"]
+        self._index()
