@@ -64,7 +64,7 @@ class EvaluationConfig:
     oracle_sessions: int = 1_000  # nested sub-sample for the oracle; 0 = the same as `sessions`
     seed: int = 0
     period: str = TEST
-    batch_size: int = 1024
+    batch_size: int = 512
     bootstrap_resamples: int = 1000
     level: float = 0.95
 
