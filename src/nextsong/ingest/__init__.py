@@ -17,7 +17,7 @@ from nextsong import __version__
 from nextsong.errors import ConfigError, DataError
 from nextsong.ingest import lastfm, listenbrainz, spotify
 from nextsong.ingest.build import Built, ImportConfig, build_tables, read_genres
-from nextsong.ingest.common import LEFT_OUT, PlayLog
+from nextsong.ingest.common import LEFT_OUT, PlayLog, gc_paused
 from nextsong.store import staged_dir, write_manifest, write_table
 from nextsong.world import WORLD_KIND
 
@@ -36,7 +36,8 @@ def read_plays(format_name: str, paths: Iterable[Path], user: str | None = None)
     if format_name not in FORMATS:
         raise ConfigError(f"unknown format {format_name!r}; valid formats: {', '.join(FORMATS)}")
     plays = PlayLog()
-    FORMATS[format_name](list(paths), user, plays)
+    with gc_paused():
+        FORMATS[format_name](list(paths), user, plays)
     return plays
 
 

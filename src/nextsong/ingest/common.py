@@ -17,10 +17,12 @@ records, and a loop over them costs a few seconds, far less than decoding the JS
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -319,6 +321,20 @@ def duration_hint(value: Any, scale: int = 1) -> int | None:
         return None
     length = value * scale
     return int(length) if 1_000 <= length <= MAX_MS_PLAYED else None
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pauses Python's cycle collector while exports are decoded: a million records are
+    millions of small dicts and tuples without cycles (reference counting frees them), and the
+    collector's repeated passes over them took 40% of the time of a large import."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # -- files of each listener ---------------------------------------------------------------------
