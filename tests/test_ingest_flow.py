@@ -53,13 +53,13 @@ def test_split_edges_and_graph_run_on_an_imported_world(format_name: str, tmp_pa
     assert graph["genre"].num_nodes == manifest["counts"]["genres"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="graph/ indexes genre_id -1 (unknown genre of a world imported without --genres); "
-    "edges and graph must leave such songs and artists without a genre edge",
-)
 def test_graph_runs_on_a_world_without_genres(tmp_path: Path) -> None:
+    """Unknown genres (genre_id -1) give no genre edge and no genre node."""
     world = tmp_path / "world"
     import_world(INPUTS["spotify"], world, ImportConfig("spotify"))
-    _flow(world)
+    _split, edges, graph = _flow(world)
+    assert edges.tables["song_genre"].num_rows == 0
+    assert edges.tables["user_genre"].num_rows == 0
+    assert graph["genre"].num_nodes == 0
+    assert graph["song", "in", "genre"].edge_index.shape[1] == 0
+    assert graph["song"].num_nodes > 0

@@ -309,7 +309,8 @@ def _artist_features(tables: dict[str, pl.DataFrame], n_artists: int) -> np.ndar
 def _genre_features(world: World, tables: dict[str, pl.DataFrame], n_genres: int) -> np.ndarray:
     plays = _dense(tables["user_genre"], "genre_id", n_genres, plays=pl.col("plays").sum())
     songs = _dense(tables["song_genre"], "genre_id", n_genres, songs=pl.len())
-    artists = _dense(pl.from_arrow(world.artists), "genre_id", n_genres, artists=pl.len())
+    known = pl.from_arrow(world.artists).filter(pl.col("genre_id") >= 0)
+    artists = _dense(known, "genre_id", n_genres, artists=pl.len())
     return _stack(
         [np.log1p(plays["plays"]), np.log1p(songs["songs"]), np.log1p(artists["artists"])]
     )

@@ -127,16 +127,20 @@ def compute_edges(
     """
     config = config or EdgesConfig()
     catalog = songs.lazy().select("song_id", "artist_id", "genre_id", "duration_ms")
+    # genre_id -1 is an unknown genre (a world imported without --genres): no genre edge.
+    known_genre = pl.col("genre_id") >= 0
     train = period_events(events, split, TRAIN).join(
         catalog.select("song_id", "genre_id", "duration_ms"), on="song_id", how="left"
     )
     queries = {
         "user_song": _user_song(train, config),
         "song_artist": catalog.select("song_id", "artist_id"),
-        "song_genre": catalog.select("song_id", "genre_id"),
-        "artist_genre": _artist_genre(catalog, artists.lazy()),
+        "song_genre": catalog.select("song_id", "genre_id").filter(known_genre),
+        "artist_genre": _artist_genre(catalog, artists.lazy()).filter(known_genre),
         "song_song": _song_song(train),
-        "user_genre": _counts(train, "genre_id", plays=pl.len(), skips=pl.col("skipped").sum()),
+        "user_genre": _counts(
+            train.filter(known_genre), "genre_id", plays=pl.len(), skips=pl.col("skipped").sum()
+        ),
         "user_hour": _user_hour(train),
     }
     frames = pl.collect_all(queries.values())  # one pass: the shared training subplan once
