@@ -92,6 +92,7 @@ def plot_report(report: dict[str, Any], folder: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows, k = report["results"], largest_k(report)
     paths = [Path(folder) / name for name in PLOTS]
@@ -107,6 +108,7 @@ def plot_report(report: dict[str, Any], folder: Path) -> list[Path]:
         )  # fmt: skip
     axis.set(xlabel="K", ylabel="HR@K", title="Hit rate at K over the full catalog")
     axis.set_xlim(1, k)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
