@@ -82,6 +82,7 @@ def test_breakdowns_cover_every_target(report: dict) -> None:
             weighted = sum(g["targets"] * g["HR@20"] for g in groups.values()) / row["targets"]
             assert weighted == pytest.approx(row["HR@20"])
         assert set(row["breakdowns"]["listener_kind"]) <= {"casual", "regular", "power"}
+        assert list(row["breakdowns"]["position"]) == ["1", "2", "3-4", "5-9", "10-19", "20+"]
 
 
 def test_results_repeat_for_a_seed_and_sampling_follows_it(tiny_world: Path) -> None:

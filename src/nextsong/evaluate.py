@@ -42,6 +42,7 @@ from nextsong.models.base import (
     TrainingData,
     exclude_session_songs,
 )
+from nextsong.report import natural_order
 from nextsong.split import TEST, VALIDATION, make_split, read_split_config, split_events
 from nextsong.store import read_manifest, staged_dir, write_bytes, write_json, write_manifest
 from nextsong.world import World, load_world
@@ -339,7 +340,7 @@ def summarise(
 
 def _groups(label: np.ndarray, hits: np.ndarray, rr: np.ndarray, k: int) -> dict[str, Any]:
     groups = {}
-    for name in sorted(set(label.tolist())):
+    for name in sorted(set(label.tolist()), key=natural_order):
         inside = label == name
         groups[name] = {
             "targets": int(inside.sum()),

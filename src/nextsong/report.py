@@ -19,6 +19,13 @@ BREAKDOWN_TITLES = {
 }
 
 
+def natural_order(label: str) -> tuple[int, str]:
+    """Sort key putting "2" before "10-19": the leading number first, if there is one (JSON
+    files keep keys sorted as text, so every reader orders groups with this)."""
+    digits = label[: len(label) - len(label.lstrip("0123456789"))]
+    return (int(digits) if digits else -1, label)
+
+
 def largest_k(report: dict[str, Any]) -> int:
     return int(report["protocol"]["config"]["ks"][-1])
 
@@ -75,7 +82,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def _breakdown_table(rows: list[dict[str, Any]], name: str, k: int) -> list[str]:
-    groups = list(rows[0]["breakdowns"][name])
+    groups = sorted(rows[0]["breakdowns"][name], key=natural_order)
     counts = [rows[0]["breakdowns"][name][g]["targets"] for g in groups]
     header = ["model", *(f"{g} ({n:,})" for g, n in zip(groups, counts, strict=True))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -130,7 +137,7 @@ def plot_report(report: dict[str, Any], folder: Path) -> list[Path]:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for row in rows:
         groups = row["breakdowns"]["position"]
-        labels = sorted(groups, key=lambda g: int(g.split("-")[0].rstrip("+")))
+        labels = sorted(groups, key=natural_order)
         oracle = row["kind"] == "oracle"
         axis.plot(
             labels, [groups[g][f"HR@{k}"] for g in labels], marker="o", label=row["model"],
