@@ -11,12 +11,15 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from nextsong.errors import ConfigError, NextsongError
+
+if TYPE_CHECKING:
+    from nextsong.recommend import Recommendations
 
 app = typer.Typer(
     help="Predicts the next song a listener will play. See README.md for the flow.",
@@ -356,6 +359,91 @@ def evaluate_command(
         f"wrote {path}: report.md has every metric, interval and breakdown "
         f"({protocol['seconds']:.1f} s)"
     )
+
+
+@app.command("recommend")
+def recommend_command(
+    user: Annotated[int, typer.Option(help="Listener id.")],
+    data: DataOption = DEFAULT_DATA,
+    k: Annotated[int, typer.Option(help="How many songs (1..100).")] = 5,
+    hour: Annotated[
+        int | None, typer.Option(help="UTC hour 0..23 (default: the session's start hour).")
+    ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(help="Song ids to continue, comma-separated (default: the latest session)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the JSON of ARCHITECTURE.md only.")
+    ] = False,
+    model: Annotated[str, typer.Option(help="Model whose best run recommends.")] = "nextsong",
+    exclude_recent: Annotated[
+        int, typer.Option(help="Leave out the listener's N most recently played songs.")
+    ] = 0,
+    max_per_artist: Annotated[
+        int | None, typer.Option(help="At most M songs of one artist in the list.")
+    ] = None,
+) -> None:
+    """Top-K next songs for a listener's session, with the reasons behind each."""
+    import json
+
+    from nextsong.recommend import RecommendService, Request, parse_session
+
+    request = Request(
+        user=user,
+        k=k,
+        hour=hour,
+        session=parse_session(session),
+        exclude_recent=exclude_recent,
+        max_per_artist=max_per_artist,
+    )
+    answer = RecommendService(data, model).recommend(request)
+    if json_output:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return
+    _print_recommendations(answer)
+
+
+def _print_recommendations(answer: Recommendations, why: int = 3) -> None:
+    """The session, the top-K table, then the reasons of the `why` best songs."""
+    from rich import box
+    from rich.table import Table
+
+    titles = answer.session_titles
+    shown = ([f"… ({len(titles) - 8} earlier)"] if len(titles) > 8 else []) + titles[-8:]
+    console.print(f"[bold]Your session:[/bold] {' -> '.join([*shown, '?'])}", highlight=False)
+    source = {
+        "given": "the session given",
+        "latest": f"the latest session in the data, started {(answer.session_start or '')[:16]}",
+        "none": "a new session (no session in the data)",
+    }[answer.session_source]
+    console.print(
+        f"user {answer.user}, {source}; hour {answer.hour}h UTC; model {answer.model} "
+        f"(run {answer.run})",
+        style="dim",
+        highlight=False,
+    )
+    table = Table(title=f"Top {len(answer.recommendations)} recommendations", box=box.SIMPLE_HEAD)
+    for column in ("#", "title", "artist", "genre", "score", "reason"):
+        table.add_column(column, justify="right" if column in ("#", "score") else "left")
+    for item in answer.recommendations:
+        table.add_row(
+            str(item.rank), item.title, item.artist, item.genre, f"{item.score:.3g}",
+            item.short_reason,
+        )  # fmt: skip
+    console.print(table)
+    for item in answer.recommendations[:why]:
+        console.print(f"[bold]Why was “{item.title}” recommended?[/bold]", highlight=False)
+        if not item.reasons:
+            console.print("  no reason in the training data holds: the model's score alone")
+        reasons = Table.grid(padding=(0, 1))
+        reasons.add_column(no_wrap=True)
+        reasons.add_column(justify="right", no_wrap=True)
+        reasons.add_column()
+        for reason in item.reasons:
+            reasons.add_row(f"  {reason.kind}", f"{reason.value:g}", reason.text)
+        console.print(reasons, highlight=False)
+    console.print("score: the model's probability of each song being next (README)", style="dim")
 
 
 def main() -> None:

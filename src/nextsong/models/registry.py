@@ -111,7 +111,7 @@ def load_model(folder: Path | str) -> Recommender:
     """A fitted model from a folder written by `Recommender.save` (checksums verified)."""
     folder = Path(folder)
     record = read_model_record(folder)
-    spec = get(record["model"])
+    spec = _saved_spec(record)
     try:
         config = spec.cls.Config(**record["config"])
     except TypeError as error:
@@ -123,3 +123,13 @@ def load_model(folder: Path | str) -> Recommender:
     model.n_songs = int(record["n_songs"])
     model.load_state(read_weights(folder), record["metadata"])
     return model
+
+
+def _saved_spec(record: dict[str, Any]) -> ModelSpec:
+    """The spec of a saved model: only the module of its recorded class is imported when that
+    registers the name, so loading a baseline does not import torch with every other model."""
+    name = record["model"]
+    module = str(record.get("class", "")).rpartition(".")[0]
+    if name not in _REGISTRY and module.startswith(f"{__package__}."):
+        importlib.import_module(module)
+    return _REGISTRY[name] if name in _REGISTRY else get(name)
