@@ -3,7 +3,7 @@
 A recommender is fitted once on the training window (`TrainingData`: the training events and the
 catalog tables), then scores the whole catalog for a batch of sessions-so-far (`SessionBatch`).
 `recommend` turns scores into top-k lists without the songs already played in the session.
-`save` writes a folder with `model.json` (name, config, metadata), `weights.safetensors` and a
+`save` writes a folder with `model.json` (name, config, metadata), `model.safetensors` and a
 manifest with checksums; `load_model` (in `registry`) reads it back. Nothing is ever pickled.
 
 Subclasses implement four methods: `_fit`, `_score`, `state` and `load_state`. The public `fit`
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 MODEL_KIND = "model"
 MODEL_FILE = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
+WEIGHTS_FILE = "model.safetensors"  # the name ARCHITECTURE.md gives run folders
 US_PER_HOUR = 3_600_000_000
 
 

@@ -3,7 +3,7 @@
 Layout under a world folder DIR:
 
     DIR/models/<run>/            one folder per training run, written by `Recommender.save`
-                                 (model.json, weights.safetensors, manifest.json, and whatever
+                                 (model.json, model.safetensors, manifest.json, and whatever
                                  else the trainer adds, e.g. a log of epochs)
     DIR/models/best/<name>.json  {"model", "run", "metric", "value", "higher_is_better",
                                  "marked_at"}: the best run of that model name
