@@ -5,6 +5,7 @@ The fixtures span three to four days, so the split is one day of test and one of
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,16 @@ def test_graph_runs_on_a_world_without_genres(tmp_path: Path) -> None:
     assert graph["genre"].num_nodes == 0
     assert graph["song", "in", "genre"].edge_index.shape[1] == 0
     assert graph["song"].num_nodes > 0
+
+
+def test_evaluate_runs_on_a_catalog_smaller_than_k(tmp_path: Path, run_cli) -> None:
+    """An imported history of a few songs is ranked whole: K larger than the catalog is fine."""
+    world = tmp_path / "world"
+    import_world(INPUTS["spotify"], world, ImportConfig("spotify"))
+    _flow(world)
+    result = run_cli("evaluate", "--data", world, "--models", "popular,transitions")
+    assert result.code == 0, result.err
+    report = json.loads((world / "report" / "report.json").read_text())
+    assert {row["model"] for row in report["results"]} == {"popular", "transitions"}
+    for row in report["results"]:
+        assert 0.0 <= row["HR@20"] <= 1.0

@@ -256,11 +256,13 @@ def run_model(
     songs excluded; returns (ranks (T',), top (T', K), seconds)."""
     started = time.perf_counter()
     ranks = np.empty(len(index), dtype=np.int64)
-    top = np.empty((len(index), config.k), dtype=np.int32)
+    # A catalog smaller than K (a small imported history) is ranked whole: HR@K is then HR@S.
+    cut = min(config.k, model.n_songs)
+    top = np.empty((len(index), cut), dtype=np.int32)
     done = 0
     for chunk, batch in targets.batches(index, config.batch_size):
         scores = exclude_session_songs(model.score(batch), batch.songs)
-        chunk_ranks, chunk_top = metrics.ranks_and_top_k(scores, targets.song[chunk], config.k)
+        chunk_ranks, chunk_top = metrics.ranks_and_top_k(scores, targets.song[chunk], cut)
         ranks[done : done + len(chunk)] = chunk_ranks
         top[done : done + len(chunk)] = chunk_top
         done += len(chunk)
