@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 PRESET ?= default
 SEED ?= 7
 DATA ?= data/synthetic
-USER ?= 0
+# `make synthetic-recommend USER=3`: the environment's USER (a login name) must not count.
+RECOMMEND_USER := $(if $(filter command line,$(origin USER)),$(USER),0)
 # One thread per process: with two cores shared, more threads are slower (INSTALL-NOTES.md).
 export OMP_NUM_THREADS ?= 1
 
 .PHONY: install test lint synthetic-data synthetic-split synthetic-edges synthetic-graph \
-	synthetic-evaluate synthetic-all bench clean
+	synthetic-evaluate synthetic-recommend synthetic-all bench clean
 
 install: $(STAMP)
 
@@ -48,8 +49,14 @@ synthetic-graph: install
 synthetic-evaluate: install
 	$(BIN)/nextsong evaluate --data $(DATA)
 
+# What listener USER (default 0) should play next, and why, from the best `nextsong` run.
+synthetic-recommend: install
+	$(BIN)/nextsong recommend --data $(DATA) --user $(RECOMMEND_USER)
+
 # The steps run in this order (make runs prerequisites left to right; do not use -j here).
-synthetic-all: synthetic-data synthetic-split synthetic-edges synthetic-graph synthetic-evaluate
+synthetic-all: synthetic-data synthetic-split synthetic-edges synthetic-graph synthetic-evaluate \
+	synthetic-recommend
+	@echo "evaluation report: $(DATA)/report/report.md"
 
 bench: install
 	$(BIN)/python benchmarks/run.py
