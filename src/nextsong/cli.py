@@ -361,6 +361,58 @@ def evaluate_command(
     )
 
 
+@app.command("train")
+def train_command(
+    data: DataOption = DEFAULT_DATA,
+    model: Annotated[
+        str, typer.Option(help="nextsong, an ablation (nextsong-no-...), gru4rec or sasrec.")
+    ] = "nextsong",
+    epochs: Annotated[int | None, typer.Option(help="Most epochs (default 8).")] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Epochs without a better validation HR@20 (default 2).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    resume: Annotated[
+        bool, typer.Option(help="Continue from this model's last checkpoint in DIR.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed of everything (default 0).")] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE model setting, repeatable (README, The model)."),
+    ] = None,
+) -> None:
+    """Train a neural model; write DIR/models/<run>/ and mark it best if it beats the last."""
+    from nextsong.train import TrainOptions, parse_settings, train_run
+
+    overrides = parse_settings(settings or [])
+    for key, value in (("epochs", epochs), ("patience", patience), ("seed", seed)):
+        if value is not None:
+            overrides[key] = value
+
+    def report(epoch: dict) -> None:
+        console.print(
+            f"epoch {epoch['epoch']:>2}  loss {epoch['loss']:.4f}  validation HR@20 "
+            f"{epoch['validation HR@20']:.4f}  MRR@20 {epoch['validation MRR@20']:.4f}  "
+            f"lr {epoch['lr']:.1e}  {epoch['seconds']:.1f} s" + ("  best" if epoch["best"] else ""),
+            highlight=False,
+        )
+
+    options = TrainOptions(device=device, resume=resume, progress=True, report=report)
+    result = train_run(data, model, overrides, options)
+    if result["run"] is None:
+        return  # a rank other than 0 under torchrun: rank 0 reports
+    record = result["record"]
+    console.print(
+        f"[bold]{model}[/bold]: best epoch {record['best_epoch']} of {record['epochs']}, "
+        f"validation HR@20 {record['best_validation_HR@20']:.4f}, MRR@20 "
+        f"{record['best_validation_MRR@20']:.4f}; {record['seconds_to_best_epoch']:.0f} s to the "
+        f"best epoch, peak memory {record['peak_memory_mb']:,.0f} MB, "
+        f"{record['processes']} process(es) on {record['device']}"
+    )
+    marked = "marked best for its name" if result["best"] else "not better than the marked run"
+    console.print(f"wrote {result['run']} ({marked})")
+
+
 @app.command("recommend")
 def recommend_command(
     user: Annotated[int, typer.Option(help="Listener id.")],
