@@ -5,8 +5,9 @@
 - Examples: every song of a training session that does not repeat an earlier song of its
   session (the evaluation counts repeats as misses for every model, so they teach nothing
   useful), given the session so far (its last `max_length` songs; none for a first song, so the
-  model also learns how listeners start), the listener and the time it starts. Each epoch draws `examples_per_epoch` of them (all when 0) in an order drawn
-  from (seed, epoch), so an epoch's batches do not depend on how the run got there.
+  model also learns how listeners start), the listener and the time it starts. Each epoch
+  draws `examples_per_epoch` of them (all when 0) in an order drawn from (seed, epoch), so an
+  epoch's batches do not depend on how the run got there.
 - AdamW, gradient clipping at `clip`, the learning rate times `lr_factor` when validation
   HR@20 has not improved for `lr_patience` epochs (ReduceLROnPlateau), early stopping after
   `patience` epochs without improvement; the best epoch's weights are kept.
@@ -37,12 +38,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 import math
 import os
 import resource
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +196,25 @@ def _all_sum(values: list[float], ranks: Ranks, device: Any) -> list[float]:
     return tensor.tolist()
 
 
+def _gather(value: str, ranks: Ranks) -> list[str]:
+    """`value` of every rank, in rank order."""
+    if ranks.world == 1:
+        return [value]
+    import torch.distributed as dist
+
+    values: list[Any] = [None] * ranks.world
+    dist.all_gather_object(values, value)
+    return values
+
+
+def _weights_digest(network: Any) -> str:
+    digest = hashlib.sha256()
+    for name, value in network.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _barrier(ranks: Ranks) -> None:
     if ranks.world > 1:
         import torch.distributed as dist
@@ -245,7 +267,9 @@ def fit(model: Any, data: TrainingData, options: TrainOptions) -> dict[str, Any]
     if ranks.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        trainer = DistributedDataParallel(network, broadcast_buffers=False)
+        with warnings.catch_warnings():  # buffers are identical inputs: never synchronised
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers.*")
+            trainer = DistributedDataParallel(network, broadcast_buffers=False)
     log.info(
         "%s: %d training examples, %d validation targets, %s, rank %d of %d",
         model.name,
@@ -306,7 +330,10 @@ def fit(model: Any, data: TrainingData, options: TrainOptions) -> dict[str, Any]
         done_here += 1
 
     network.load_state_dict(best)
-    return {**_record(state, ranks, device, len(examples), len(validation)), "finished": finished}
+    record = _record(state, ranks, device, len(examples), len(validation))
+    # Every rank's final weights, by checksum: DDP must leave them identical.
+    record["weights_sha256"] = _gather(_weights_digest(network), ranks)
+    return {**record, "finished": finished}
 
 
 def _train_epoch(
@@ -588,7 +615,7 @@ def _typed(key: str, text: str, kind: Any) -> Any:
         if kind == "float":
             return float(text)
     except ValueError:
-        raise ConfigError(f"--set {key}={text}: {key} must be a {kind}") from None
+        raise ConfigError(f"--set {key}={text}: {key} must be of type {kind}") from None
     return text
 
 

@@ -6,6 +6,7 @@ a mixture of reasons), each a distribution over songs:
     P(j | session, user, time) = pi_n softmax_j(q . e_j + b_j + psi . phi_j)      (neural)
                                + pi_f softmax over the last song's successors      (follows)
                                + pi_a softmax over the last song's artist's songs (same artist)
+                               + pi_h softmax over the listener's most played songs (history)
 
 - e_j (S, d): song embeddings. An id embedding (zero for songs never played in training), plus
   the song's artist, genre and features (`catalog`), refined by a heterogeneous graph encoder
@@ -21,12 +22,14 @@ a mixture of reasons), each a distribution over songs:
   the song's energy and its log plays; psi (B, 9) is a bilinear function of the listener (and
   session) and the hour harmonics, so "calm in the morning, energetic at night" is an inner
   product rather than something the MLP must discover.
-- follows / same artist (`experts`): softmaxes over the last song's most frequent training
-  successors (their log counts, with and without skips, and q . e_j) and over its artist's
-  other songs (their log plays and q . e_j), read from the training graph. This is the
-  first-order item-to-item signal of FPMC (Rendle et al. 2010) in a pointer-style mixture
-  (as RepeatNet mixes its modes, Ren et al. 2019); the gate pi sees q and whether the last song
-  was skipped.
+- follows / same artist / history (`experts`): softmaxes over the last song's most frequent
+  training successors (their log counts, with and without skips, and q . e_j), over its
+  artist's most played songs (their log plays and q . e_j) and over the listener's own most
+  played songs (their log plays and q . e_j), read from the training graph. This is the
+  first-order item-to-item signal of FPMC (Rendle et al. 2010) and the re-listening of
+  favourites in a pointer-style mixture (as RepeatNet mixes repeat and explore, Ren et al.
+  2019); the gate pi sees q, whether the last song was skipped and how many candidates each
+  expert has.
 
 Songs in the session's window are ruled out of every expert (as the evaluation removes them).
 The loss is the negative log of the mixture's probability of the target: a full softmax over
@@ -54,7 +57,7 @@ SESSION_ENCODERS = ("gru", "sasrec", "none")
 ENERGY_CENTRES = 8
 ENERGY_WIDTH = 0.1
 HOUR_BASIS = 5  # 1, cos h, sin h, cos 2h, sin 2h (h in units of a day)
-EXPERTS = ("neural", "follows", "same_artist")
+EXPERTS = ("neural", "follows", "same_artist", "history")
 MASKED = -1e9  # a finite "ruled out" logit inside an expert's softmax (no NaN on empty rows)
 
 
@@ -70,28 +73,31 @@ def hour_basis(hour: Tensor, time: bool) -> Tensor:
 
 class GraphEncoder(nn.Module):
     """`layers` rounds of heterogeneous message passing (PyG HeteroConv of SAGEConv, mean
-    aggregation, summed over relations) over the catalog graph, with residual connections."""
+    aggregation, summed over relations) over the catalog graph, with residual connections.
+    Only songs are read from the last round, so it keeps only the relations into songs."""
 
     def __init__(self, dim: int, layers: int) -> None:
         super().__init__()
         from torch_geometric.nn import HeteroConv, SAGEConv
 
+        def round_of(relations: tuple[tuple[str, str, str], ...]) -> HeteroConv:
+            convs = {rel: SAGEConv((dim, dim), dim, root_weight=False) for rel in relations}
+            return HeteroConv(convs, aggr="sum")
+
+        into_songs = tuple(rel for rel in CATALOG_RELATIONS if rel[2] == "song")
         self.convs = nn.ModuleList(
-            HeteroConv(
-                {
-                    edge_type: SAGEConv((dim, dim), dim, root_weight=False)
-                    for edge_type in CATALOG_RELATIONS
-                },
-                aggr="sum",
-            )
-            for _ in range(layers)
+            round_of(CATALOG_RELATIONS if layer < layers - 1 else into_songs)
+            for layer in range(layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
 
     def forward(self, x: dict[str, Tensor], adjacency: dict[Any, Tensor]) -> dict[str, Tensor]:
         for conv, norm in zip(self.convs, self.norms, strict=True):
             out = conv(x, adjacency)
-            x = {node: value + functional.gelu(norm(out[node])) for node, value in x.items()}
+            x = {
+                node: value + functional.gelu(norm(out[node])) if node in out else value
+                for node, value in x.items()
+            }
         return x
 
 
@@ -188,7 +194,9 @@ class NextSongNetwork(nn.Module):
             self.follow_query = nn.Linear(d, d)
             self.artist_popularity = nn.Parameter(torch.ones(1))
             self.artist_query = nn.Linear(d, d)
-            self.gate = nn.Linear(d + 4, len(EXPERTS))
+            self.history_plays = nn.Parameter(torch.ones(1))
+            self.history_query = nn.Linear(d, d)
+            self.gate = nn.Linear(d + 5, len(EXPERTS))
 
     # -- inputs ------------------------------------------------------------------------------
     def _register_inputs(self, inputs: ModelInputs) -> None:
@@ -305,7 +313,7 @@ class NextSongNetwork(nn.Module):
             fit = (fit.view(b, -1, HOUR_BASIS) * when[:, None, :]).sum(dim=2)  # (B, 9)
         parts = {"query": query, "fit": fit, "table": table}
         if config.experts:
-            parts.update(self._experts(songs, skipped, valid, query, table))
+            parts.update(self._experts(songs, skipped, valid, batch["user"], query, table))
         return parts
 
     def _neural_logits(self, parts: dict[str, Any], rows: Tensor | None = None) -> Tensor:
@@ -334,43 +342,60 @@ class NextSongNetwork(nn.Module):
         return logits
 
     def _experts(
-        self, songs: Tensor, skipped: Tensor, valid: Tensor, query: Tensor, table: Tensor
+        self,
+        songs: Tensor,
+        skipped: Tensor,
+        valid: Tensor,
+        user: Tensor,
+        query: Tensor,
+        table: Tensor,
     ) -> dict[str, Tensor]:
         b = len(songs)
         started = valid[:, -1] if songs.shape[1] else torch.zeros(b, dtype=torch.bool)
         last = songs[:, -1].clamp(min=0) if songs.shape[1] else torch.zeros(b, dtype=torch.long)
         last_skipped = (skipped[:, -1] if songs.shape[1] else started).float() * started
 
-        def candidates(ids: Tensor) -> tuple[Tensor, Tensor]:
+        def candidates(ids: Tensor, allowed: Tensor) -> tuple[Tensor, Tensor]:
             seen = torch.zeros_like(ids, dtype=torch.bool)
             if songs.shape[1]:
                 seen = (ids[:, :, None] == songs[:, None, :]).any(dim=2)
-            ok = (ids >= 0) & ~seen & started[:, None]
+            ok = (ids >= 0) & ~seen & allowed[:, None]
             return ids.clamp(min=0), ok
 
-        follow, follow_ok = candidates(self.follow_next[last])  # (B, K)
+        follow, follow_ok = candidates(self.follow_next[last], started)  # (B, K)
         attr = self.follow_attr[last]  # (B, K, 2)
         attr = torch.cat([attr, attr * last_skipped[:, None, None]], dim=2)
         follow_logit = self.follow_score(attr)[..., 0] + _dot(
             table[follow], self.follow_query(query)
         )
-        same, same_ok = candidates(self.artist_songs[self.song_artist[last]])  # (B, Ka)
+        same, same_ok = candidates(self.artist_songs[self.song_artist[last]], started)  # (B, Ka)
         same_logit = self.artist_popularity * self.song_log_plays[same] + _dot(
             table[same], self.artist_query(query)
         )
 
-        has_follow, has_same = follow_ok.any(dim=1), same_ok.any(dim=1)
-        signals = torch.stack(
-            [last_skipped, started.float(), follow_ok.float().sum(1).log1p(), has_same.float()], 1
+        n_users = self.user_x.shape[0]
+        known = (user >= 0) & (user < n_users)
+        row = user.clamp(0, n_users - 1)
+        mine, mine_ok = candidates(self.user_songs[row], known)  # (B, M)
+        mine_logit = self.history_plays * self.user_song_weight[row] + _dot(
+            table[mine], self.history_query(query)
         )
-        gate = self.gate(torch.cat([query, signals], dim=1))  # (B, 3)
-        available = torch.stack([torch.ones_like(has_follow), has_follow, has_same], dim=1)
-        follows = follow_logit.masked_fill(~follow_ok, MASKED).log_softmax(dim=1)
-        same_artist = same_logit.masked_fill(~same_ok, MASKED).log_softmax(dim=1)
+
+        oks = (follow_ok, same_ok, mine_ok)
+        signals = torch.stack(
+            [last_skipped, started.float(), *(ok.float().sum(1).log1p() for ok in oks)], 1
+        )
+        gate = self.gate(torch.cat([query, signals], dim=1))  # (B, 4)
+        available = torch.stack([torch.ones_like(started), *(ok.any(dim=1) for ok in oks)], 1)
+        logits = (follow_logit, same_logit, mine_logit)
+        ids = (follow, same, mine)
         return {
             "gate": gate.masked_fill(~available, -math.inf).log_softmax(dim=1),
             # Per expert: candidate ids (B, K), which are allowed (B, K), log-probs (B, K).
-            "experts": [(follow, follow_ok, follows), (same, same_ok, same_artist)],
+            "experts": [
+                (i, ok, logit.masked_fill(~ok, MASKED).log_softmax(dim=1))
+                for i, ok, logit in zip(ids, oks, logits, strict=True)
+            ],
         }
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
