@@ -14,7 +14,7 @@ RECOMMEND_USER := $(if $(filter command line,$(origin USER)),$(USER),0)
 export OMP_NUM_THREADS ?= 1
 
 .PHONY: install test lint synthetic-data synthetic-split synthetic-edges synthetic-graph \
-	synthetic-evaluate synthetic-recommend synthetic-all bench clean
+	synthetic-train synthetic-evaluate synthetic-recommend synthetic-all bench clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ synthetic-edges: install
 synthetic-graph: install
 	$(BIN)/nextsong graph --data $(DATA)
 
+# The nextsong model: $(DATA)/models/<run>/, marked best when it beats the last run.
+synthetic-train: install
+	$(BIN)/nextsong train --data $(DATA)
+
 # The oracle, every baseline and the best run of every trained model: $(DATA)/report/.
 synthetic-evaluate: install
 	$(BIN)/nextsong evaluate --data $(DATA)
@@ -54,8 +58,8 @@ synthetic-recommend: install
 	$(BIN)/nextsong recommend --data $(DATA) --user $(RECOMMEND_USER)
 
 # The steps run in this order (make runs prerequisites left to right; do not use -j here).
-synthetic-all: synthetic-data synthetic-split synthetic-edges synthetic-graph synthetic-evaluate \
-	synthetic-recommend
+synthetic-all: synthetic-data synthetic-split synthetic-edges synthetic-graph synthetic-train \
+	synthetic-evaluate synthetic-recommend
 	@echo "evaluation report: $(DATA)/report/report.md"
 
 bench: install

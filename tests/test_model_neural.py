@@ -139,19 +139,23 @@ def test_taste_genre_fans_get_their_genre(trained: NeuralRecommender, data: Trai
 
 def test_time_calm_mornings(trained: NeuralRecommender, data: TrainingData) -> None:
     """The same listener and session scored at 7h and at 21h: the mean energy of the top 10 is
-    lower in the morning, on average and for most sessions."""
+    lower in the morning: on average (by more than three standard errors) and for twice as many
+    listeners as the other way round. Sessions are at their start, where taste (whose energy
+    follows the hour) weighs most in the mixture."""
     energy = data.songs["energy"].to_numpy()
-    targets = build_targets(data.validation, EvaluationConfig(period="validation", sessions=200))
-    index = np.arange(0, len(targets), 3)
-    batch = targets.batch(index)
+    users = np.unique(data.validation["user_id"].to_numpy())
     means = {}
     for hour in (7, 21):
-        now = (batch.now_us // US_PER_DAY) * US_PER_DAY + hour * US_PER_HOUR
-        timed = SessionBatch(batch.user_id, batch.session_id, batch.songs, batch.skipped, now)
-        means[hour] = energy[trained.recommend(timed, k=10)[0]].mean(axis=1)
+        batch = SessionBatch.from_sessions(
+            users, [[] for _ in users], np.full(len(users), _day_at(data, hour))
+        )
+        means[hour] = energy[trained.recommend(batch, k=10)[0]].mean(axis=1)
     difference = means[21] - means[7]
-    assert difference.mean() > 0.02, f"evening - morning energy {difference.mean():.3f}"
-    assert (difference > 0).mean() > 0.6
+    error = difference.std() / np.sqrt(len(difference))
+    assert difference.mean() > 3 * error, (
+        f"evening - morning {difference.mean():.3f} +- {error:.3f}"
+    )
+    assert (difference > 0).sum() > 2 * (difference < 0).sum()
 
 
 def test_a_new_song_is_placed_by_its_artist(trained: NeuralRecommender, data: TrainingData) -> None:
@@ -165,11 +169,15 @@ def test_a_new_song_is_placed_by_its_artist(trained: NeuralRecommender, data: Tr
     same = [int(np.flatnonzero((artist == artist[s]) & known)[0]) for s in new]
     other = [int(np.flatnonzero((genre != genre[s]) & known)[0]) for s in new]
     now = np.full(len(new), _day_at(data, 18))
-    near = trained.score(SessionBatch.from_sessions(np.zeros(len(new)), [[a] for a in same], now))
-    far = trained.score(SessionBatch.from_sessions(np.zeros(len(new)), [[a] for a in other], now))
     rows = np.arange(len(new))
-    assert np.isfinite(near[rows, new]).all()
-    assert (near[rows, new] > far[rows, new]).mean() > 0.8
+    ranks = []
+    for previous in (same, other):
+        batch = SessionBatch.from_sessions(np.zeros(len(new)), [[a] for a in previous], now)
+        scores = trained.score(batch)
+        assert np.isfinite(scores[rows, new]).all()
+        ranks.append((scores >= scores[rows, new][:, None]).sum(axis=1))
+    near, far = ranks
+    assert (near < far).mean() >= 0.8, f"ranks after its artist {near}, after another {far}"
 
 
 @pytest.mark.parametrize(

@@ -330,6 +330,7 @@ def fit(model: Any, data: TrainingData, options: TrainOptions) -> dict[str, Any]
         done_here += 1
 
     network.load_state_dict(best)
+    model.weights_changed()
     record = _record(state, ranks, device, len(examples), len(validation))
     # Every rank's final weights, by checksum: DDP must leave them identical.
     record["weights_sha256"] = _gather(_weights_digest(network), ranks)

@@ -110,6 +110,16 @@ class ModelInputs:
         return cls(**values, edges=edges)
 
 
+# Song features that only a song's plays (or its time on the catalog) tell.
+UNKNOWN_AT_RELEASE = ("log_age_days", "log_plays", "log_listeners", "skip_share")
+
+
+def _columns(node: str, names: tuple[str, ...]) -> list[int]:
+    from nextsong.graph.build import FEATURES
+
+    return [FEATURES[node].index(name) for name in names]
+
+
 def edge_key(edge_type: tuple[str, str, str]) -> str:
     return "__".join(edge_type)
 
@@ -134,13 +144,22 @@ def build_inputs(data: TrainingData, sizes: InputSizes) -> ModelInputs:
         src, dst, attr[:, 0], data.n_songs, sizes.follow_candidates, attr
     )
     play_counts = data.play_counts
+    known = play_counts > 0
+    song_x = _standardise(graph["song"].x.numpy())
+    # A song never played in training looks, by its play figures and age, like a song nobody
+    # plays: training would learn exactly that (it is never a training target). New releases
+    # get the catalog's mean instead (0 once standardised), so they are placed by artist,
+    # genre, energy and duration.
+    song_x[np.ix_(~known, _columns("song", UNKNOWN_AT_RELEASE))] = 0.0
+    log_plays = _standardise(np.log1p(play_counts.astype(np.float64))[:, None])[:, 0]
+    log_plays[~known] = 0.0
     return ModelInputs(
         song_artist=song_artist,
         song_genre=songs["genre_id"].to_numpy().astype(np.int64),
-        song_known=(play_counts > 0).astype(np.float32),
+        song_known=known.astype(np.float32),
         song_energy=songs["energy"].to_numpy().astype(np.float32),
-        song_log_plays=_standardise(np.log1p(play_counts.astype(np.float64))[:, None])[:, 0],
-        song_x=_standardise(graph["song"].x.numpy()),
+        song_log_plays=log_plays,
+        song_x=song_x,
         user_x=_standardise(graph["user"].x.numpy()),
         artist_x=_standardise(graph["artist"].x.numpy()),
         genre_x=_standardise(graph["genre"].x.numpy()),

@@ -291,12 +291,12 @@ class NextSongNetwork(nn.Module):
         return vector * known[:, None]
 
     # -- the mixture -------------------------------------------------------------------------
-    def _parts(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _parts(self, batch: dict[str, Tensor], table: Tensor | None = None) -> dict[str, Tensor]:
         config = self.config
         songs, skipped = batch["songs"], batch["skipped"]  # (B, L)
         b, d = len(songs), config.dim
         valid = songs >= 0
-        table = self.song_table()  # (S, d)
+        table = self.song_table() if table is None else table  # (S, d)
         zeros = table.new_zeros(b, d)
 
         session = zeros
@@ -316,9 +316,14 @@ class NextSongNetwork(nn.Module):
             parts.update(self._experts(songs, skipped, valid, batch["user"], query, table))
         return parts
 
+    def _bias(self) -> Tensor:
+        """(S,) per-song logit bias, 0 for songs never played in training: as negatives they
+        would only ever be pushed down, and a new release must start from its embedding."""
+        return self.song_bias * self.song_known
+
     def _neural_logits(self, parts: dict[str, Any], rows: Tensor | None = None) -> Tensor:
         """(B, S) neural-expert logits of every song, or (B, N) of the songs `rows` (N,)."""
-        table, bias = parts["table"], self.song_bias
+        table, bias = parts["table"], self._bias()
         fit_table = self.song_fit
         if rows is not None:
             table, bias, fit_table = table[rows], bias[rows], fit_table[rows]
@@ -329,7 +334,7 @@ class NextSongNetwork(nn.Module):
 
     def _target_logit(self, parts: dict[str, Any], target: Tensor) -> Tensor:
         """(B,) neural-expert logit of each row's target."""
-        logit = (parts["query"] * parts["table"][target]).sum(dim=1) + self.song_bias[target]
+        logit = (parts["query"] * parts["table"][target]).sum(dim=1) + self._bias()[target]
         if parts["fit"] is not None:
             logit = logit + (parts["fit"] * self.song_fit[target]).sum(dim=1)
         return logit
@@ -426,9 +431,10 @@ class NextSongNetwork(nn.Module):
             terms.append(parts["gate"][:, slot] + found)
         return -torch.stack(terms, dim=1).logsumexp(dim=1).mean()
 
-    def log_probs(self, batch: dict[str, Tensor]) -> Tensor:
-        """(B, S) log-probability of every song being next; -inf for songs in the window."""
-        parts = self._parts(batch)
+    def log_probs(self, batch: dict[str, Tensor], table: Tensor | None = None) -> Tensor:
+        """(B, S) log-probability of every song being next; -inf for songs in the window.
+        `table` is `song_table()` when the caller keeps it (it depends only on the weights)."""
+        parts = self._parts(batch, table)
         neural = self._exclude_window(self._neural_logits(parts), batch["songs"]).log_softmax(1)
         if not self.config.experts:
             return neural

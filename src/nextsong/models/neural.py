@@ -23,8 +23,8 @@ Config (defaults in brackets):
     carry their artist, genre, features and the energy/popularity fit; False gives pure id
     embeddings (GRU4Rec, SASRec). session ["gru"]: "gru", "sasrec" or "none". user [True]:
     the listener's long-term taste. time [True]: hour-of-day and day-of-week context.
-    experts [True]: the follows and same-artist experts (item-to-item, from the training
-    graph's song -> song edges and the catalog). graph_layers [1]; max_length [20]: songs of
+    experts [True]: the follows, same-artist and history experts (item-to-item, from the
+    training graph's song -> song and listener -> song edges and the catalog). graph_layers [1]; max_length [20]: songs of
     the session the encoder reads (the most recent); sasrec_layers [2]; heads [2]; dropout
     [0.1]. follow_candidates [50], graph_follow_neighbours [5], user_neighbours [50],
     artist_candidates [50]: see
@@ -42,7 +42,6 @@ Config (defaults in brackets):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -177,6 +176,7 @@ class NeuralRecommender(Recommender):
         self.inputs: ModelInputs | None = None
         self.network: Any = None
         self.training_record: dict[str, Any] = {}
+        self._table: Any = None  # (S, d) song embeddings of the current weights, for scoring
 
     # -- training ----------------------------------------------------------------------------
     def build(self, data: TrainingData) -> None:
@@ -189,6 +189,7 @@ class NeuralRecommender(Recommender):
         self.inputs = build_inputs_logged(data, self.config.input_sizes)
         torch.manual_seed(self.config.seed)
         self.network = NextSongNetwork(self.config, self.inputs)
+        self._table = None
 
     def _fit(self, data: TrainingData) -> None:
         from nextsong.train import TrainOptions, fit
@@ -217,7 +218,9 @@ class NeuralRecommender(Recommender):
         network.eval()
         device = next(network.parameters()).device
         with torch.no_grad():
-            scores = network.log_probs(self.tensors(batch, device))
+            if self._table is None:  # the propagated catalog: once per set of weights
+                self._table = network.song_table()
+            scores = network.log_probs(self.tensors(batch, device), self._table)
         return scores.float().cpu().numpy()
 
     # -- persistence -------------------------------------------------------------------------
@@ -235,6 +238,7 @@ class NeuralRecommender(Recommender):
 
         self.inputs = ModelInputs.from_arrays(arrays)
         self.network = NextSongNetwork(self.config, self.inputs)
+        self._table = None
         prefix = "network."
         weights = {
             key[len(prefix) :]: torch.from_numpy(np.ascontiguousarray(value))
@@ -247,8 +251,9 @@ class NeuralRecommender(Recommender):
             raise DataError(f"saved weights do not fit model {self.name}: {error}") from None
         self.training_record = dict(metadata.get("training", {}))
 
-    def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
+    def weights_changed(self) -> None:
+        """Forgets the song embeddings kept for scoring (the trainer calls it)."""
+        self._table = None
 
 
 def build_inputs_logged(data: TrainingData, sizes: InputSizes) -> ModelInputs:
