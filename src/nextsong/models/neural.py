@@ -24,8 +24,8 @@ Config (defaults in brackets):
     embeddings (GRU4Rec, SASRec). session ["gru"]: "gru", "sasrec" or "none". user [True]:
     the listener's long-term taste. time [True]: hour-of-day and day-of-week context.
     experts [True]: the follows, same-artist and history experts (item-to-item, from the
-    training graph's song -> song and listener -> song edges and the catalog). graph_layers [1]; max_length [20]: songs of
-    the session the encoder reads (the most recent); sasrec_layers [2]; heads [2]; dropout
+    training graph's song -> song and listener -> song edges and the catalog).
+    graph_layers [1]; max_length [20]: songs of the session the encoder reads (the most recent); sasrec_layers [2]; heads [2]; dropout
     [0.1]. follow_candidates [50], graph_follow_neighbours [5], user_neighbours [50],
     artist_candidates [50]: see
     `inputs.InputSizes`.
