@@ -25,9 +25,9 @@ Config (defaults in brackets):
     the listener's long-term taste. time [True]: hour-of-day and day-of-week context.
     experts [True]: the follows, same-artist and history experts (item-to-item, from the
     training graph's song -> song and listener -> song edges and the catalog).
-    graph_layers [1]; max_length [20]: songs of the session the encoder reads (the most recent); sasrec_layers [2]; heads [2]; dropout
-    [0.1]. follow_candidates [50], graph_follow_neighbours [5], user_neighbours [50],
-    artist_candidates [50]: see
+    graph_layers [1]; max_length [20]: songs of the session the encoder reads (the most
+    recent); sasrec_layers [2]; heads [2]; dropout [0.1]. follow_candidates [50],
+    graph_follow_neighbours [5], user_neighbours [50], artist_candidates [50]: see
     `inputs.InputSizes`.
     Training: epochs [8], patience [2] (epochs without a better validation HR@20 before
     stopping), batch_size [512], examples_per_epoch [262144; 0 = every training target]:
