@@ -72,8 +72,24 @@ def test_evaluate_runs_on_a_catalog_smaller_than_k(tmp_path: Path, run_cli) -> N
     import_world(INPUTS["spotify"], world, ImportConfig("spotify"))
     _flow(world)
     result = run_cli("evaluate", "--data", world, "--models", "popular,transitions")
-    assert result.code == 0, result.err
+    assert result.code == 0, result.stderr
     report = json.loads((world / "report" / "report.json").read_text())
     assert {row["model"] for row in report["results"]} == {"popular", "transitions"}
     for row in report["results"]:
         assert 0.0 <= row["HR@20"] <= 1.0
+
+
+def test_train_and_recommend_run_on_a_world_without_genres(tmp_path: Path, run_cli) -> None:
+    """The trained model gives an unknown genre its own embedding row; recommend explains from
+    the training data without a genre reason."""
+    world = tmp_path / "world"
+    import_world(INPUTS["lastfm"], world, ImportConfig("lastfm"))
+    _flow(world)
+    trained = run_cli("train", "--data", world, "--set", "epochs=1")
+    assert trained.code == 0, trained.stderr
+    answer = run_cli("recommend", "--data", world, "--user", "0", "--k", "3", "--json")
+    assert answer.code == 0, answer.stderr
+    payload = json.loads(answer.stdout)
+    assert len(payload["recommendations"]) == 3
+    kinds = {r["kind"] for rec in payload["recommendations"] for r in rec["reasons"]}
+    assert "genre" not in kinds

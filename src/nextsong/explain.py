@@ -185,7 +185,7 @@ def build_index(folder: Path | str) -> Path:
     edges = load_edges(folder)
     world_manifest = read_manifest(folder, WORLD_KIND, verify=False)
     n_users = _count(world_manifest, "users", folder)
-    n_songs = edges.tables["song_genre"].num_rows
+    n_songs = edges.tables["song_artist"].num_rows  # every song has an artist (not a genre)
     user_song = pl.from_arrow(edges.tables["user_song"])  # sorted by user, song
     song_song = pl.from_arrow(edges.tables["song_song"])  # sorted by song, next song
     user_hour = pl.from_arrow(edges.tables["user_hour"])

@@ -70,7 +70,7 @@ class ModelInputs:
     """The arrays of the module docstring; every field is a numpy array."""
 
     song_artist: np.ndarray  # (S,) int64
-    song_genre: np.ndarray  # (S,) int64
+    song_genre: np.ndarray  # (S,) int64; G (one past the last genre) for an unknown genre
     song_known: np.ndarray  # (S,) float32, 1 if played in training
     song_energy: np.ndarray  # (S,) float32 in [0, 1]
     song_log_plays: np.ndarray  # (S,) float32, standardised log1p(training plays)
@@ -153,9 +153,11 @@ def build_inputs(data: TrainingData, sizes: InputSizes) -> ModelInputs:
     song_x[np.ix_(~known, _columns("song", UNKNOWN_AT_RELEASE))] = 0.0
     log_plays = _standardise(np.log1p(play_counts.astype(np.float64))[:, None])[:, 0]
     log_plays[~known] = 0.0
+    genre_ids = songs["genre_id"].to_numpy().astype(np.int64)
     return ModelInputs(
         song_artist=song_artist,
-        song_genre=songs["genre_id"].to_numpy().astype(np.int64),
+        # An unknown genre (-1, a world imported without genres) becomes the extra last row.
+        song_genre=np.where(genre_ids < 0, graph["genre"].num_nodes, genre_ids),
         song_known=known.astype(np.float32),
         song_energy=songs["energy"].to_numpy().astype(np.float32),
         song_log_plays=log_plays,
@@ -203,10 +205,12 @@ def _plays(graph: HeteroData) -> int:
 
 
 def _graph_in_memory(folder: Path, train_end_us: int) -> HeteroData:
+    from dataclasses import asdict
+
     import polars as pl
 
     from nextsong.graph.build import graph_parts, to_hetero
-    from nextsong.graph.edges import Edges, compute_edges
+    from nextsong.graph.edges import Edges, EdgesConfig, compute_edges
     from nextsong.split import make_split, read_split_config
     from nextsong.world import load_world
 
@@ -225,7 +229,7 @@ def _graph_in_memory(folder: Path, train_end_us: int) -> HeteroData:
     )
     edges = Edges(
         path=folder,
-        manifest={"split": split.to_dict(), "sources": {}},
+        manifest={"split": split.to_dict(), "sources": {}, "config": asdict(EdgesConfig())},
         tables={name: frame.to_arrow() for name, frame in tables.items()},
     )
     return to_hetero(graph_parts(world, edges))
@@ -239,6 +243,8 @@ def _cut_off_us(iso: str) -> int:
 
 def _standardise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
+    if len(x) == 0:  # no node of this type (a world imported without genres)
+        return x.astype(np.float32)
     sd = x.std(axis=0)
     return ((x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
 

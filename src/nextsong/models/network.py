@@ -161,7 +161,7 @@ class NextSongNetwork(nn.Module):
         self.song_bias = nn.Parameter(torch.zeros(n_songs))
         if config.catalog:
             self.artist = _embedding(n_artists, d)
-            self.genre = _embedding(n_genres, d)
+            self.genre = _embedding(n_genres + 1, d)  # the last row: unknown genre
             self.song_features = nn.Linear(inputs.song_x.shape[1], d)
             self.fit_query = nn.Linear(2 * d, (ENERGY_CENTRES + 1) * HOUR_BASIS)
             nn.init.zeros_(self.fit_query.weight)
@@ -272,7 +272,7 @@ class NextSongNetwork(nn.Module):
             nodes = {
                 "song": songs,
                 "artist": self.artist.weight + self.artist_features(self.artist_x),
-                "genre": self.genre.weight + self.genre_features(self.genre_x),
+                "genre": self.genre.weight[:-1] + self.genre_features(self.genre_x),
             }
             songs = self.encoder(nodes, self._adjacency())["song"]
         return songs
