@@ -211,3 +211,16 @@ def test_bad_settings_name_the_value() -> None:
         NeuralConfig(catalog=False)
     with pytest.raises(ConfigError, match="dim must be a positive integer, got 0"):
         NeuralConfig(dim=0)
+
+
+def test_weights_of_another_shape_are_a_one_line_error(trained: NeuralRecommender) -> None:
+    """A run saved by code whose network had other shapes cannot load: DataError, one line."""
+    from nextsong.errors import DataError
+
+    arrays, metadata = trained.state()
+    key = "network.song_bias"
+    arrays = {**arrays, key: np.zeros(len(arrays[key]) + 1, dtype=arrays[key].dtype)}
+    other = registry.create("nextsong", **SETTINGS)
+    with pytest.raises(DataError, match="saved weights do not fit model nextsong") as error:
+        other.load_state(arrays, metadata)
+    assert "\n" not in str(error.value) and "song_bias" in str(error.value)

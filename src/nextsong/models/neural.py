@@ -248,7 +248,13 @@ class NeuralRecommender(Recommender):
         try:
             self.network.load_state_dict(weights)
         except RuntimeError as error:
-            raise DataError(f"saved weights do not fit model {self.name}: {error}") from None
+            # torch lists every mismatch on its own line; the first says enough on one line.
+            details = [line.strip() for line in str(error).splitlines() if line.strip()]
+            first = details[1] if len(details) > 1 else details[0] if details else "?"
+            raise DataError(
+                f"saved weights do not fit model {self.name} (trained by another version of the "
+                f"code?): {first}; train it again"
+            ) from None
         self.training_record = dict(metadata.get("training", {}))
 
     def weights_changed(self) -> None:
