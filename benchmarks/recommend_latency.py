@@ -27,34 +27,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _world import prepare_world
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 RESULTS = Path("bench-results") / "recommend_latency.json"
-DEFAULT_DATA = Path("data/synthetic")
-
-
-def prepare_world(data: Path | None) -> tuple[Path, Path | None]:
-    """The world to measure and a temporary folder to delete afterwards (or None)."""
-    if data is not None:
-        return data, None
-    if (DEFAULT_DATA / "edges" / "manifest.json").exists():
-        return DEFAULT_DATA, None
-    from nextsong.config import world_config
-    from nextsong.graph.edges import build_edges
-    from nextsong.split import write_split
-    from nextsong.synth.generate import generate_world
-
-    scratch = Path(tempfile.mkdtemp(prefix="recommend-latency-"))
-    world = scratch / "default"
-    print(f"generating a default world in {world} (about a minute)", flush=True)
-    generate_world(world_config("default", seed=7), world)
-    write_split(world)
-    build_edges(world)
-    return world, scratch
 
 
 def prepare_model(world: Path, name: str | None) -> tuple[str, str]:
@@ -136,7 +116,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    world, scratch = prepare_world(args.data)
+    world, scratch = prepare_world(args.data, "recommend-latency", graph=False)
     try:
         model, origin = prepare_model(world, args.model)
         cold = cold_start(world, model)

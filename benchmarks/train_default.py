@@ -27,12 +27,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from _world import prepare_world
+
 RESULTS = Path("bench-results") / "train_default.json"
-DEFAULT_DATA = Path("data/synthetic")
 BASELINES = ("popular", "user_history", "transitions", "sknn", "vsknn")
 ABLATIONS = (
     "nextsong-no-graph",
@@ -42,29 +42,6 @@ ABLATIONS = (
     "gru4rec",
     "sasrec",
 )
-
-
-def prepare_world(data: Path | None) -> tuple[Path, Path | None]:
-    """The world to train on and a temporary folder to delete afterwards (or None)."""
-    if data is not None:
-        return data, None
-    if (DEFAULT_DATA / "graph" / "manifest.json").exists():
-        return DEFAULT_DATA, None
-    from nextsong.config import world_config
-    from nextsong.graph.build import build_graph
-    from nextsong.graph.edges import build_edges
-    from nextsong.graph.io import save_graph
-    from nextsong.split import write_split
-    from nextsong.synth.generate import generate_world
-
-    scratch = Path(tempfile.mkdtemp(prefix="train-default-"))
-    world = scratch / "default"
-    print(f"generating a default world in {world} (about a minute)", flush=True)
-    generate_world(world_config("default", seed=7), world)
-    write_split(world)
-    build_edges(world)
-    save_graph(*build_graph(world), world)
-    return world, scratch
 
 
 def train(world: Path, name: str, threads: int) -> dict:
@@ -89,7 +66,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    world, scratch = prepare_world(args.data)
+    world, scratch = prepare_world(args.data, "train-default", graph=True)
     try:
         names = [n for n in args.models.split(",") if n] + (list(ABLATIONS) if args.all else [])
         training = {}
