@@ -20,7 +20,7 @@ import polars as pl
 from nextsong.config import COMPONENTS, WorldConfig
 from nextsong.errors import DataError
 from nextsong.schema import table_path
-from nextsong.store import read_json
+from nextsong.store import read_json, read_table
 from nextsong.synth.listeners import preferred_energy
 
 _BATCH = 256  # rows per dense (batch, n_songs) block
@@ -98,11 +98,7 @@ class Oracle:
             raise DataError(f"{world} has no truth/: the oracle needs a synthetic world")
 
         def read(path: Path) -> pl.DataFrame:
-            if path.is_dir():
-                return pl.read_parquet(sorted(path.glob("*.parquet")))
-            if not path.exists():
-                raise DataError(f"missing table {path}")
-            return pl.read_parquet(path)
+            return pl.from_arrow(read_table(path))  # one file, or a folder of shard parts
 
         return cls(
             WorldConfig.from_dict(read_json(truth / "params.json")),
