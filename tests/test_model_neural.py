@@ -224,3 +224,27 @@ def test_weights_of_another_shape_are_a_one_line_error(trained: NeuralRecommende
     with pytest.raises(DataError, match="saved weights do not fit model nextsong") as error:
         other.load_state(arrays, metadata)
     assert "\n" not in str(error.value) and "song_bias" in str(error.value)
+
+
+def test_a_loaded_model_scores_without_torch(trained: NeuralRecommender, tmp_path: Path) -> None:
+    """A saved model scores through numpy (`models/serving.py`): loading it and ranking a
+    session imports neither torch nor PyG, which is what keeps `recommend`'s cold start short."""
+    import subprocess
+    import sys
+
+    folder = trained.save(tmp_path / "run")
+    program = (
+        "import sys, numpy as np\n"
+        "from nextsong.models import registry\n"
+        "from nextsong.models.base import SessionBatch\n"
+        f"model = registry.load_model({str(folder)!r})\n"
+        "batch = SessionBatch.from_sessions(np.array([0]), [[1, 2, 3]], np.array([0]))\n"
+        "songs, _ = model.recommend(batch, k=5)\n"
+        "assert len(set(songs[0].tolist()) - {1, 2, 3}) == 5\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torch_geometric')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -152,7 +152,11 @@ def test_save_and_load_give_the_same_scores(
     assert type(loaded) is type(model)
     assert loaded.name == model.name
     assert loaded.config == model.config
-    assert np.array_equal(loaded.score(batch), model.score(batch))
+    # A loaded neural model scores through numpy (models/serving.py), the fitted one through
+    # torch: the same arithmetic, so equal up to float32 rounding, with the same songs ruled out.
+    again, first = loaded.score(batch), model.score(batch)
+    assert np.array_equal(np.isneginf(again), np.isneginf(first))
+    np.testing.assert_allclose(again, first, rtol=1e-5, atol=2e-5)
 
 
 def test_beats_chance_on_the_tiny_world(model: Recommender, tiny_data) -> None:

@@ -29,8 +29,8 @@ Config (defaults in brackets):
     recent); sasrec_layers [2]; heads [2]; dropout [0.1]. follow_candidates [50],
     graph_follow_neighbours [5], user_neighbours [50], artist_candidates [50]: see
     `inputs.InputSizes`.
-    Training: epochs [8], patience [2] (epochs without a better validation HR@20 before
-    stopping), batch_size [512], examples_per_epoch [262144; 0 = every training target]:
+    Training: epochs [6], patience [2] (epochs without a better validation HR@20 before
+    stopping), batch_size [512], examples_per_epoch [131072; 0 = every training target]:
     each epoch draws this many training targets afresh (seeded), which is the argument people
     confuse with a pass over the data; lr [0.003], weight_decay [1e-4], clip [1.0] (gradient
     norm), lr_factor [0.5] and lr_patience [0] (learning rate times lr_factor after lr_patience
@@ -88,10 +88,10 @@ class NeuralConfig:
     graph_follow_neighbours: int = 5
     user_neighbours: int = 50
     artist_candidates: int = 50
-    epochs: int = 8
+    epochs: int = 6
     patience: int = 2
     batch_size: int = 512
-    examples_per_epoch: int = 262_144
+    examples_per_epoch: int = 131_072
     negatives: int = 2_048
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -174,9 +174,24 @@ class NeuralRecommender(Recommender):
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.inputs: ModelInputs | None = None
-        self.network: Any = None
+        self._network: Any = None
+        self._saved: dict[str, np.ndarray] | None = None  # arrays of a loaded model
+        self._scorer: Any = None  # a `serving.NumpyScorer` of a loaded model
         self.training_record: dict[str, Any] = {}
         self._table: Any = None  # (S, d) song embeddings of the current weights, for scoring
+
+    @property
+    def network(self) -> Any:
+        """The torch `NextSongNetwork`; a loaded model builds it from its arrays on first use
+        (scoring a loaded model does not need it: see `serving.py`)."""
+        if self._network is None and self._saved is not None:
+            self._network = self._load_network(self._saved)
+        return self._network
+
+    @network.setter
+    def network(self, value: Any) -> None:
+        self._network = value
+        self._scorer = None  # weights the scorer was not made from
 
     # -- training ----------------------------------------------------------------------------
     def build(self, data: TrainingData) -> None:
@@ -212,6 +227,16 @@ class NeuralRecommender(Recommender):
         )
 
     def _score(self, batch: SessionBatch) -> np.ndarray:
+        if self._scorer is not None:
+            songs, skipped = batch.songs, batch.skipped
+            width = min(songs.shape[1], self.config.max_length)
+            arrays = session_arrays(
+                batch.user_id,
+                songs[:, songs.shape[1] - width :],
+                skipped[:, skipped.shape[1] - width :],
+                batch.now_us,
+            )
+            return self._scorer.log_probs(**arrays)
         import torch
 
         network = self.network
@@ -225,20 +250,37 @@ class NeuralRecommender(Recommender):
 
     # -- persistence -------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        from nextsong.models.serving import serving_arrays
+
         weights = {
             f"network.{name}": value.detach().cpu().numpy()
             for name, value in self.network.state_dict().items()
         }
-        return {**self.inputs.arrays(), **weights}, {"training": self.training_record}
+        arrays = {**self.inputs.arrays(), **weights, **serving_arrays(self.network)}
+        return arrays, {"training": self.training_record}
 
     def load_state(self, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
+        """Restores a saved model. One saved with its serving arrays scores through numpy
+        (`serving.NumpyScorer`, no torch import); the torch network is built when first asked
+        for (to train on, or to compare with). An older save without them loads the network."""
+        from nextsong.models.serving import NumpyScorer, has_serving_arrays
+
+        self.inputs = ModelInputs.from_arrays(arrays)
+        self._network, self._table = None, None
+        self._saved = arrays
+        self.training_record = dict(metadata.get("training", {}))
+        if has_serving_arrays(arrays, self.config):
+            self._scorer = NumpyScorer(self.config, arrays, self.name)
+        else:
+            self._scorer = None
+            self._network = self._load_network(arrays)
+
+    def _load_network(self, arrays: dict[str, np.ndarray]) -> Any:
         import torch
 
         from nextsong.models.network import NextSongNetwork
 
-        self.inputs = ModelInputs.from_arrays(arrays)
-        self.network = NextSongNetwork(self.config, self.inputs)
-        self._table = None
+        network = NextSongNetwork(self.config, self.inputs)
         prefix = "network."
         weights = {
             key[len(prefix) :]: torch.from_numpy(np.ascontiguousarray(value))
@@ -246,7 +288,7 @@ class NeuralRecommender(Recommender):
             if key.startswith(prefix)
         }
         try:
-            self.network.load_state_dict(weights)
+            network.load_state_dict(weights)
         except RuntimeError as error:
             # torch lists every mismatch on its own line; the first says enough on one line.
             details = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -255,11 +297,13 @@ class NeuralRecommender(Recommender):
                 f"saved weights do not fit model {self.name} (trained by another version of the "
                 f"code?): {first}; train it again"
             ) from None
-        self.training_record = dict(metadata.get("training", {}))
+        return network
 
     def weights_changed(self) -> None:
-        """Forgets the song embeddings kept for scoring (the trainer calls it)."""
+        """Forgets what was derived from earlier weights: the song embeddings kept for scoring
+        and a loaded model's numpy scorer (the trainer calls it)."""
         self._table = None
+        self._scorer = None
 
 
 def build_inputs_logged(data: TrainingData, sizes: InputSizes) -> ModelInputs:
@@ -275,18 +319,16 @@ def build_inputs_logged(data: TrainingData, sizes: InputSizes) -> ModelInputs:
     return inputs
 
 
-def session_tensors(
+def session_arrays(
     user: np.ndarray,
     songs: np.ndarray,
     skipped: np.ndarray,
     now_us: np.ndarray,
-    device: Any = None,
     target: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Network inputs from numpy: user (B,), songs and skipped (B, L) right-aligned with -1
-    padding, now_us (B,) when the next song starts, target (B,) for training."""
-    import torch
-
+) -> dict[str, np.ndarray]:
+    """Network inputs as int64/bool numpy arrays: user (B,), songs and skipped (B, L)
+    right-aligned with -1 padding, the hour and weekday of now_us (B,) (when the next song
+    starts), and target (B,) for training."""
     now_us = np.asarray(now_us, dtype=np.int64)
     arrays = {
         "user": np.asarray(user, dtype=np.int64),
@@ -297,6 +339,21 @@ def session_tensors(
     }
     if target is not None:
         arrays["target"] = np.asarray(target, dtype=np.int64)
+    return arrays
+
+
+def session_tensors(
+    user: np.ndarray,
+    songs: np.ndarray,
+    skipped: np.ndarray,
+    now_us: np.ndarray,
+    device: Any = None,
+    target: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """`session_arrays` as torch tensors on `device`."""
+    import torch
+
+    arrays = session_arrays(user, songs, skipped, now_us, target)
     return {
         name: torch.from_numpy(np.ascontiguousarray(v)).to(device) for name, v in arrays.items()
     }
