@@ -367,7 +367,7 @@ def train_command(
     model: Annotated[
         str, typer.Option(help="nextsong, an ablation (nextsong-no-...), gru4rec or sasrec.")
     ] = "nextsong",
-    epochs: Annotated[int | None, typer.Option(help="Most epochs (default 8).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Most epochs (default 6).")] = None,
     patience: Annotated[
         int | None, typer.Option(help="Epochs without a better validation HR@20 (default 2).")
     ] = None,
