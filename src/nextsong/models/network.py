@@ -440,12 +440,15 @@ class NextSongNetwork(nn.Module):
         neural = self._exclude_window(self._neural_logits(parts), batch["songs"]).log_softmax(1)
         if not self.config.experts:
             return neural
-        mixture = [parts["gate"][:, :1] + neural]
+        # The experts are sparse: each adds its K candidates into the dense neural term in place
+        # (log(p + q) = logaddexp), rather than as (B, S) tensors that are -inf almost everywhere.
+        # "amax" with the current values keeps a ruled-out candidate (-inf) from changing a cell.
+        mixture = parts["gate"][:, :1] + neural
         for slot, (ids, ok, log_q) in enumerate(parts["experts"], start=1):
-            value = (parts["gate"][:, slot : slot + 1] + log_q).masked_fill(~ok, -math.inf)
-            dense = torch.full_like(neural, -math.inf)
-            mixture.append(dense.scatter_reduce(1, ids, value, reduce="amax"))
-        return torch.stack(mixture).logsumexp(dim=0)
+            value = parts["gate"][:, slot : slot + 1] + log_q
+            added = torch.logaddexp(mixture.gather(1, ids), value).masked_fill(~ok, -math.inf)
+            mixture.scatter_reduce_(1, ids, added, reduce="amax")
+        return mixture
 
 
 def _dot(candidates: Tensor, query: Tensor) -> Tensor:
