@@ -68,9 +68,7 @@ def test_loss_goes_down(trained: NeuralRecommender, data: TrainingData) -> None:
         after = float(trained.network.eval()(batch))
     losses = [epoch["loss"] for epoch in trained.training_record["history"]]
     assert losses[-1] < losses[0]
-    # An untrained model already leans on its count-based experts (about 5 nats, against
-    # log(catalog) = 7 for a uniform guess); training must take a large share off that.
-    assert after < 0.7 * before, f"loss on 2,000 training targets {before:.3f} -> {after:.3f}"
+    assert after < before - 2.0, f"loss on 2,000 training targets {before:.3f} -> {after:.3f}"
 
 
 def test_beats_popularity(trained: NeuralRecommender, popular, data: TrainingData) -> None:
@@ -250,26 +248,3 @@ def test_a_loaded_model_scores_without_torch(trained: NeuralRecommender, tmp_pat
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
-
-
-def test_favourite_candidates_are_songs_of_the_listeners_top_artists(
-    trained: NeuralRecommender, data: TrainingData
-) -> None:
-    inputs = trained.inputs
-    song_artist = inputs.song_artist
-    users = data.train["user_id"].to_numpy()
-    artists = song_artist[data.train["song_id"].to_numpy()]
-    checked = 0
-    for user in np.unique(users)[:40]:
-        plays = np.bincount(artists[users == user], minlength=len(inputs.artist_songs))
-        songs = inputs.favourite_songs[user]
-        weight = inputs.favourite_weight[user]
-        songs, weight = songs[songs >= 0], weight[songs >= 0]
-        assert len(songs) and len(set(songs.tolist())) == len(songs)
-        of = song_artist[songs]
-        tenth = np.sort(plays)[::-1][trained.config.favourite_artists - 1]
-        assert (plays[of] >= max(tenth, 1)).all(), "only the listener's most played artists"
-        assert plays[of[0]] == plays.max(), "the most played artist first"
-        np.testing.assert_allclose(weight, np.log1p(plays[of]), rtol=1e-5)
-        checked += 1
-    assert checked == 40

@@ -63,8 +63,6 @@ class InputSizes:
     graph_follow_neighbours: int = 5  # song -> song edges per song the encoder propagates over
     user_neighbours: int = 50  # most played songs a listener's taste is aggregated from
     artist_candidates: int = 50  # most played songs of an artist the same-artist expert keeps
-    favourite_artists: int = 10  # a listener's most played artists the favourites expert reads
-    favourite_candidates: int = 150  # songs of those artists it chooses among, at most
 
 
 @dataclass
@@ -85,8 +83,6 @@ class ModelInputs:
     follow_next: np.ndarray  # (S, K) int64, -1 padded, most frequent first
     follow_attr: np.ndarray  # (S, K, 2) float32: log1p transitions, log1p unskipped
     artist_songs: np.ndarray  # (A, Ka) int64, -1 padded
-    favourite_songs: np.ndarray  # (U, F) int64, -1 padded: songs of the listener's top artists
-    favourite_weight: np.ndarray  # (U, F) float32, log1p(the listener's plays of its artist)
     edges: dict[str, np.ndarray]  # "src__rel__dst" -> (2, E) int64, pruned
 
     @property
@@ -149,10 +145,6 @@ def build_inputs(data: TrainingData, sizes: InputSizes) -> ModelInputs:
     )
     play_counts = data.play_counts
     known = play_counts > 0
-    artist_songs = _members(song_artist, n_artists, play_counts, sizes.artist_candidates)
-    favourite_songs, favourite_weight = _favourites(
-        listened, song_artist, artist_songs, data.n_users, sizes
-    )
     song_x = _standardise(graph["song"].x.numpy())
     # A song never played in training looks, by its play figures and age, like a song nobody
     # plays: training would learn exactly that (it is never a training target). New releases
@@ -177,9 +169,7 @@ def build_inputs(data: TrainingData, sizes: InputSizes) -> ModelInputs:
         user_song_weight=user_weight[:, :, 0],
         follow_next=follow_next,
         follow_attr=follow_attr,
-        artist_songs=artist_songs,
-        favourite_songs=favourite_songs,
-        favourite_weight=favourite_weight,
+        artist_songs=_members(song_artist, n_artists, play_counts, sizes.artist_candidates),
         edges=_catalog_edges(graph, sizes),
     )
 
@@ -293,35 +283,6 @@ def _top_table(
     table[rows, cols] = dst[order][keep]
     attrs[rows, cols] = attr[order][keep]
     return table, attrs
-
-
-def _favourites(
-    listened: Any,
-    song_artist: np.ndarray,
-    artist_songs: np.ndarray,
-    n_users: int,
-    sizes: InputSizes,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each listener's `favourite_artists` most played artists (by training plays) and their
-    most played songs (`artist_songs`), heaviest artist first, cut to `favourite_candidates`:
-    the candidates of the favourites expert, (U, F) with -1 padding, and log1p of the
-    listener's plays of each candidate's artist, (U, F)."""
-    user, song = listened.edge_index.numpy()
-    plays = np.expm1(listened.edge_attr[:, 0].double().numpy())  # attribute 0: log1p(plays)
-    n_artists = len(artist_songs)
-    pair, which = np.unique(user * n_artists + song_artist[song], return_inverse=True)
-    total = np.bincount(which, weights=plays)  # plays of each (listener, artist) pair
-    artists, weight = _top_table(
-        pair // n_artists, pair % n_artists, total, n_users, sizes.favourite_artists,
-        np.log1p(total)[:, None],
-    )  # fmt: skip
-    songs = np.where(artists[:, :, None] >= 0, artist_songs[np.maximum(artists, 0)], -1)
-    weight = np.broadcast_to(weight, songs.shape).reshape(n_users, -1)
-    songs = songs.reshape(n_users, -1)
-    order = np.argsort(songs < 0, axis=1, kind="stable")[:, : sizes.favourite_candidates]
-    songs = np.take_along_axis(songs, order, axis=1)
-    weight = np.where(songs >= 0, np.take_along_axis(weight, order, axis=1), 0.0)
-    return songs, weight.astype(np.float32)
 
 
 def _catalog_edges(graph: Any, sizes: InputSizes) -> dict[str, np.ndarray]:

@@ -7,8 +7,6 @@ a mixture of reasons), each a distribution over songs:
                                + pi_f softmax over the last song's successors      (follows)
                                + pi_a softmax over the last song's artist's songs (same artist)
                                + pi_h softmax over the listener's most played songs (history)
-                               + pi_v softmax over the songs of the listener's favourite
-                                 artists (favourites)
 
 - e_j (S, d): song embeddings. An id embedding (zero for songs never played in training), plus
   the song's artist, genre and features (`catalog`), refined by a heterogeneous graph encoder
@@ -24,12 +22,10 @@ a mixture of reasons), each a distribution over songs:
   the song's energy and its log plays; psi (B, 9) is a bilinear function of the listener (and
   session) and the hour harmonics, so "calm in the morning, energetic at night" is an inner
   product rather than something the MLP must discover.
-- follows / same artist / history / favourites (`experts`): softmaxes over the last song's
-  most frequent training successors (their log counts, with and without skips, and q . e_j),
-  over its artist's most played songs (their log plays and q . e_j), over the listener's own
-  most played songs (their log plays and q . e_j) and over the songs of the listener's most
-  played artists, heard or not (the listener's plays of the artist, the song's log plays and
-  q . e_j), read from the training graph. This is the
+- follows / same artist / history (`experts`): softmaxes over the last song's most frequent
+  training successors (their log counts, with and without skips, and q . e_j), over its
+  artist's most played songs (their log plays and q . e_j) and over the listener's own most
+  played songs (their log plays and q . e_j), read from the training graph. This is the
   first-order item-to-item signal of FPMC (Rendle et al. 2010) and the re-listening of
   favourites in a pointer-style mixture (as RepeatNet mixes repeat and explore, Ren et al.
   2019); the gate pi sees q, whether the last song was skipped and how many candidates each
@@ -61,7 +57,7 @@ SESSION_ENCODERS = ("gru", "sasrec", "none")
 ENERGY_CENTRES = 8
 ENERGY_WIDTH = 0.1
 HOUR_BASIS = 5  # 1, cos h, sin h, cos 2h, sin 2h (h in units of a day)
-EXPERTS = ("neural", "follows", "same_artist", "history", "favourites")
+EXPERTS = ("neural", "follows", "same_artist", "history")
 MASKED = -1e9  # a finite "ruled out" logit inside an expert's softmax (no NaN on empty rows)
 
 
@@ -202,12 +198,7 @@ class NextSongNetwork(nn.Module):
             self.artist_query = nn.Linear(d, d)
             self.history_plays = nn.Parameter(torch.ones(1))
             self.history_query = nn.Linear(d, d)
-            self.favourite_artist = nn.Parameter(torch.ones(1))
-            self.favourite_popularity = nn.Parameter(torch.ones(1))
-            self.favourite_query = nn.Linear(d, d)
-            # The gate reads q, the last song's skip flag, whether the session has started and
-            # log(1 + candidates) of each item-to-item expert.
-            self.gate = nn.Linear(d + 2 + len(EXPERTS) - 1, len(EXPERTS))
+            self.gate = nn.Linear(d + 5, len(EXPERTS))
 
     # -- inputs ------------------------------------------------------------------------------
     def _register_inputs(self, inputs: ModelInputs) -> None:
@@ -225,8 +216,6 @@ class NextSongNetwork(nn.Module):
             "follow_next",
             "follow_attr",
             "artist_songs",
-            "favourite_songs",
-            "favourite_weight",
             "song_log_plays",
         ):
             self.register_buffer(name, torch.from_numpy(getattr(inputs, name)), persistent=False)
@@ -399,21 +388,14 @@ class NextSongNetwork(nn.Module):
             table[mine], self.history_query(query)
         )
 
-        favourite, favourite_ok = candidates(self.favourite_songs[row], known)  # (B, F)
-        favourite_logit = (
-            self.favourite_artist * self.favourite_weight[row]
-            + self.favourite_popularity * self.song_log_plays[favourite]
-            + _dot(table[favourite], self.favourite_query(query))
-        )
-
-        oks = (follow_ok, same_ok, mine_ok, favourite_ok)
+        oks = (follow_ok, same_ok, mine_ok)
         signals = torch.stack(
             [last_skipped, started.float(), *(ok.float().sum(1).log1p() for ok in oks)], 1
         )
-        gate = self.gate(torch.cat([query, signals], dim=1))  # (B, experts)
+        gate = self.gate(torch.cat([query, signals], dim=1))  # (B, 4)
         available = torch.stack([torch.ones_like(started), *(ok.any(dim=1) for ok in oks)], 1)
-        logits = (follow_logit, same_logit, mine_logit, favourite_logit)
-        ids = (follow, same, mine, favourite)
+        logits = (follow_logit, same_logit, mine_logit)
+        ids = (follow, same, mine)
         return {
             "gate": gate.masked_fill(~available, -math.inf).log_softmax(dim=1),
             # Per expert: candidate ids (B, K), which are allowed (B, K), log-probs (B, K).

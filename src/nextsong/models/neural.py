@@ -23,12 +23,12 @@ Config (defaults in brackets):
     carry their artist, genre, features and the energy/popularity fit; False gives pure id
     embeddings (GRU4Rec, SASRec). session ["gru"]: "gru", "sasrec" or "none". user [True]:
     the listener's long-term taste. time [True]: hour-of-day and day-of-week context.
-    experts [True]: the follows, same-artist, history and favourites experts (item-to-item,
-    from the training graph's song -> song and listener -> song edges and the catalog).
+    experts [True]: the follows, same-artist and history experts (item-to-item, from the
+    training graph's song -> song and listener -> song edges and the catalog).
     graph_layers [1]; max_length [20]: songs of the session the encoder reads (the most
     recent); sasrec_layers [2]; heads [2]; dropout [0.1]. follow_candidates [50],
-    graph_follow_neighbours [5], user_neighbours [50], artist_candidates [50],
-    favourite_artists [10], favourite_candidates [150]: see `inputs.InputSizes`.
+    graph_follow_neighbours [5], user_neighbours [50], artist_candidates [50]: see
+    `inputs.InputSizes`.
     Training: epochs [6], patience [2] (epochs without a better validation HR@20 before
     stopping), batch_size [512], examples_per_epoch [131072; 0 = every training target]:
     each epoch draws this many training targets afresh (seeded), which is the argument people
@@ -88,8 +88,6 @@ class NeuralConfig:
     graph_follow_neighbours: int = 5
     user_neighbours: int = 50
     artist_candidates: int = 50
-    favourite_artists: int = 10
-    favourite_candidates: int = 150
     epochs: int = 6
     patience: int = 2
     batch_size: int = 512
@@ -120,8 +118,6 @@ class NeuralConfig:
             "graph_follow_neighbours",
             "user_neighbours",
             "artist_candidates",
-            "favourite_artists",
-            "favourite_candidates",
             "epochs",
             "batch_size",
         ):
@@ -159,8 +155,6 @@ class NeuralConfig:
             self.graph_follow_neighbours,
             self.user_neighbours,
             self.artist_candidates,
-            self.favourite_artists,
-            self.favourite_candidates,
         )
 
 

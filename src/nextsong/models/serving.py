@@ -37,7 +37,6 @@ PREFIX = "serving."
 WEIGHTS = "network."
 ENERGY_CENTRES = 8  # as network.ENERGY_CENTRES (not imported: that module imports torch)
 HOUR_BASIS = 5
-N_EXPERTS = 5  # as len(network.EXPERTS): neural, follows, same_artist, history, favourites
 LAYER_NORM_EPS = 1e-5  # torch's default for LayerNorm and TransformerEncoderLayer
 USER_CHUNK = 4096  # listeners whose taste vectors are computed at once when saving
 
@@ -123,13 +122,10 @@ def expected_shapes(config: NeuralConfig, n_songs: int, n_users: int) -> dict[st
         for part in ("follow_query", "artist_query", "history_query"):
             shapes[WEIGHTS + part + ".weight"] = (d, d)
             shapes[WEIGHTS + part + ".bias"] = (d,)
-        for part in ("artist_popularity", "history_plays", "favourite_artist"):
-            shapes[WEIGHTS + part] = (1,)
-        shapes[WEIGHTS + "favourite_popularity"] = (1,)
-        shapes[WEIGHTS + "favourite_query.weight"] = (d, d)
-        shapes[WEIGHTS + "favourite_query.bias"] = (d,)
-        shapes[WEIGHTS + "gate.weight"] = (N_EXPERTS, d + 2 + N_EXPERTS - 1)
-        shapes[WEIGHTS + "gate.bias"] = (N_EXPERTS,)
+        shapes[WEIGHTS + "artist_popularity"] = (1,)
+        shapes[WEIGHTS + "history_plays"] = (1,)
+        shapes[WEIGHTS + "gate.weight"] = (4, d + 5)
+        shapes[WEIGHTS + "gate.bias"] = (4,)
     return shapes
 
 
@@ -303,14 +299,8 @@ class NumpyScorer:
         mine, mine_ok = candidates(inputs["user_songs"][row], known)
         mine_logit = self._w("history_plays")[0] * inputs["user_song_weight"][row]
         mine_logit = mine_logit + dot(mine, "history_query")
-        favourite, favourite_ok = candidates(inputs["favourite_songs"][row], known)
-        favourite_logit = (
-            self._w("favourite_artist")[0] * inputs["favourite_weight"][row]
-            + self._w("favourite_popularity")[0] * inputs["song_log_plays"][favourite]
-            + dot(favourite, "favourite_query")
-        )
 
-        oks = (follow_ok, same_ok, mine_ok, favourite_ok)
+        oks = (follow_ok, same_ok, mine_ok)
         signals = np.stack(
             [last_skipped, started.astype(np.float32), *(np.log1p(ok.sum(1)) for ok in oks)], 1
         ).astype(np.float32)
@@ -319,10 +309,10 @@ class NumpyScorer:
         gate = _log_softmax(np.where(available, gate, -np.inf))
 
         mixture = neural + gate[:, :1]
-        candidate_ids = (follow, same, mine, favourite)
-        logits = (follow_logit, same_logit, mine_logit, favourite_logit)
-        experts = zip(candidate_ids, oks, logits, strict=True)
-        for slot, (ids, ok, logit) in enumerate(experts, start=1):
+        for slot, (ids, ok, logit) in enumerate(
+            zip((follow, same, mine), oks, (follow_logit, same_logit, mine_logit), strict=True),
+            start=1,
+        ):
             log_q = _log_softmax(np.where(ok, logit, _MASKED))
             rows, cols = np.nonzero(ok)
             value = gate[rows, slot] + log_q[rows, cols]
@@ -339,8 +329,6 @@ _EXPERT_INPUTS = (
     "song_log_plays",
     "user_songs",
     "user_song_weight",
-    "favourite_songs",
-    "favourite_weight",
 )
 _MASKED = np.float32(-1e9)  # as network.MASKED: a finite "ruled out" logit inside an expert
 
