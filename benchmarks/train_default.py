@@ -98,7 +98,7 @@ def main() -> int:
     best_mrr = max(rows[b]["MRR@20"] for b in rivals)
     oracle_hr = rows["oracle"]["HR@20"]
     summary = []
-    print(f"\n{'model':<24}{'HR@20':>18}{'MRR@20':>18}{'xHR':>7}{'xMRR':>7}{'/oracle':>9}"
+    print(f"\n{'model':<24}{'HR@20':>21}{'MRR@20':>21}{'xHR':>7}{'xMRR':>7}{'/oracle':>9}"
           f"{'to best':>9}{'peak MB':>9}")  # fmt: skip
     for name, row in rows.items():
         record = training.get(name, {})
@@ -121,7 +121,7 @@ def main() -> int:
         mrr_ci = f"{row['MRR@20']:.3f} [{row['MRR@20_ci'][0]:.3f},{row['MRR@20_ci'][1]:.3f}]"
         to_best = f"{record['seconds_to_best_epoch']:.0f} s" if record else ""
         peak = f"{record['peak_memory_mb']:.0f}" if record else ""
-        print(f"{name:<24}{hr_ci:>18}{mrr_ci:>18}{entry['HR@20_vs_best_baseline']:>7.2f}"
+        print(f"{name:<24}{hr_ci:>21}{mrr_ci:>21}{entry['HR@20_vs_best_baseline']:>7.2f}"
               f"{entry['MRR@20_vs_best_baseline']:>7.2f}{entry['HR@20_share_of_oracle']:>9.2f}"
               f"{to_best:>9}{peak:>9}")  # fmt: skip
     print(
