@@ -157,3 +157,23 @@ def test_bad_input_is_a_one_line_error(run_cli, world) -> None:
     assert result.code == 2 and "KEY one of" in result.stderr
     result = run_cli("train", "--data", data, "--device", "tpu")
     assert result.code == 2 and "--device must be one of" in result.stderr
+
+
+def test_history_leaves_out_the_session_being_predicted() -> None:
+    """A training example's history candidates lose the plays of its own session from the
+    target on (what a test session's history never holds), and only those."""
+    from nextsong.train import Examples
+
+    examples = Examples(
+        event_song=np.array([5, 7, 5, 9, 7, 2]),  # session A: rows 0-3, session B: rows 4-5
+        event_skipped=np.zeros(6, dtype=bool),
+        row=np.array([1, 4]),
+        start=np.array([0, 4]),
+        end=np.array([4, 6]),
+        user=np.array([0, 0]),
+        now_us=np.array([0, 0]),
+        play_counts=np.zeros(10, dtype=np.int64),
+    )
+    candidates = np.array([[5, 7, 9, 2, -1], [7, 2, 5, 9, -1]])
+    counts = examples.plays_from_target_on(np.array([0, 1]), candidates)
+    np.testing.assert_array_equal(counts, [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])

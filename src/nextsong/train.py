@@ -106,6 +106,7 @@ class Examples:
     event_skipped: np.ndarray  # (E,) bool
     row: np.ndarray  # (T,) the target's event
     start: np.ndarray  # (T,) its session's first event
+    end: np.ndarray  # (T,) one past its session's last event
     user: np.ndarray  # (T,)
     now_us: np.ndarray  # (T,) when the target starts
     play_counts: np.ndarray  # (S,) training plays of each song
@@ -128,6 +129,29 @@ class Examples:
     def target(self) -> np.ndarray:
         return self.event_song[self.row]
 
+    def plays_from_target_on(self, index: np.ndarray, songs: np.ndarray) -> np.ndarray:
+        """(B, M) float32: how often each of `songs` (B, M; -1 padded) is played in its
+        example's session from the target on (the target included).
+
+        A listener's history (their most played training songs) counts every training play,
+        so a training target would find itself, and the rest of its session, among the
+        history expert's candidates: a casual listener's few songs are then almost always
+        "next", and the gate learnt to trust them (0.45 of the mixture for casual listeners
+        on the default world) where no test target is there to find. The trainer subtracts
+        these plays, so that the history seen by a training example is the one a test
+        session sees: plays outside the session being predicted."""
+        lo, hi = self.row[index], self.end[index]
+        lengths = hi - lo
+        example = np.repeat(np.arange(len(index)), lengths)
+        first = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+        event = first + np.arange(int(lengths.sum()))
+        n_songs = len(self.play_counts)
+        played, counts = np.unique(example * n_songs + self.event_song[event], return_counts=True)
+        key = np.arange(len(index))[:, None] * n_songs + np.maximum(songs, 0)
+        at = np.minimum(np.searchsorted(played, key), len(played) - 1)
+        found = (played[at] == key) & (songs >= 0) if len(played) else np.zeros_like(songs, bool)
+        return np.where(found, counts[at] if len(played) else 0, 0).astype(np.float32)
+
 
 def training_examples(train: pl.DataFrame, play_counts: np.ndarray) -> Examples:
     """The examples of the module docstring from training events in contract order."""
@@ -135,7 +159,10 @@ def training_examples(train: pl.DataFrame, play_counts: np.ndarray) -> Examples:
         pl.int_range(pl.len()).alias("row"),
         pl.col("song_id").is_first_distinct().over("session_id").alias("first_time"),
     )
-    frame = frame.with_columns(pl.col("row").min().over("session_id").alias("start"))
+    frame = frame.with_columns(
+        pl.col("row").min().over("session_id").alias("start"),
+        (pl.col("row").max().over("session_id") + 1).alias("end"),
+    )
     targets = frame.filter(pl.col("first_time"))
     if targets.is_empty():
         raise DataError("the training window has no plays")
@@ -144,6 +171,7 @@ def training_examples(train: pl.DataFrame, play_counts: np.ndarray) -> Examples:
         event_skipped=frame["skipped"].to_numpy(),
         row=targets["row"].to_numpy(),
         start=targets["start"].to_numpy(),
+        end=targets["end"].to_numpy(),
         user=targets["user_id"].to_numpy().astype(np.int64),
         now_us=targets["ts"].dt.epoch("us").to_numpy(),
         play_counts=play_counts,
@@ -373,6 +401,10 @@ def _train_epoch(
             continue
         songs, skipped = examples.window(chunk, config.max_length)
         batch = model_tensors(examples, chunk, songs, skipped, device)
+        if config.experts:  # the history expert must not see this session's own plays
+            history = model.inputs.user_songs[examples.user[chunk]]
+            rest = examples.plays_from_target_on(chunk, history)
+            batch["history_in_session"] = torch.from_numpy(rest).to(device)
         if negatives is not None:
             batch.update(negatives.draw(rng, device))
         loss = trainer(batch)

@@ -315,7 +315,10 @@ class NextSongNetwork(nn.Module):
             fit = (fit.view(b, -1, HOUR_BASIS) * when[:, None, :]).sum(dim=2)  # (B, 9)
         parts = {"query": query, "fit": fit, "table": table}
         if config.experts:
-            parts.update(self._experts(songs, skipped, valid, batch["user"], query, table))
+            in_session = batch.get("history_in_session")
+            parts.update(
+                self._experts(songs, skipped, valid, batch["user"], query, table, in_session)
+            )
         return parts
 
     def _bias(self) -> Tensor:
@@ -356,7 +359,11 @@ class NextSongNetwork(nn.Module):
         user: Tensor,
         query: Tensor,
         table: Tensor,
+        in_session: Tensor | None = None,
     ) -> dict[str, Tensor]:
+        """`in_session` (B, M), in training only: plays of each history candidate in the
+        session being predicted, from the target on (`train.Examples.plays_from_target_on`),
+        taken off the listener's counts."""
         b = len(songs)
         started = valid[:, -1] if songs.shape[1] else torch.zeros(b, dtype=torch.bool)
         last = songs[:, -1].clamp(min=0) if songs.shape[1] else torch.zeros(b, dtype=torch.long)
@@ -384,9 +391,12 @@ class NextSongNetwork(nn.Module):
         known = (user >= 0) & (user < n_users)
         row = user.clamp(0, n_users - 1)
         mine, mine_ok = candidates(self.user_songs[row], known)  # (B, M)
-        mine_logit = self.history_plays * self.user_song_weight[row] + _dot(
-            table[mine], self.history_query(query)
-        )
+        mine_weight = self.user_song_weight[row]  # log1p(plays)
+        if in_session is not None:
+            plays = mine_weight.expm1() - in_session
+            mine_ok = mine_ok & (plays > 0.5)
+            mine_weight = plays.clamp(min=0).log1p()
+        mine_logit = self.history_plays * mine_weight + _dot(table[mine], self.history_query(query))
 
         oks = (follow_ok, same_ok, mine_ok)
         signals = torch.stack(
