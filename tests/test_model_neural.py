@@ -248,3 +248,26 @@ def test_a_loaded_model_scores_without_torch(trained: NeuralRecommender, tmp_pat
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_a_sessions_own_plays_leave_the_listeners_history(trained: NeuralRecommender) -> None:
+    """In training, plays of the session being predicted are taken off the listener's top
+    songs: a song played only there stops being a history candidate and a taste neighbour."""
+    network = trained.network.eval()
+    user = int(np.argmax((trained.inputs.user_songs >= 0).sum(axis=1)))
+    batch = {
+        "user": torch.tensor([user, user]),
+        "songs": torch.full((2, 1), -1, dtype=torch.long),
+        "skipped": torch.zeros((2, 1), dtype=torch.bool),
+        "hour": torch.tensor([20, 20]),
+        "weekday": torch.tensor([2, 2]),
+    }
+    plays = torch.from_numpy(np.expm1(trained.inputs.user_song_weight[[user, user]]))
+    with torch.no_grad():
+        plain = network._parts(batch)
+        batch["history_in_session"] = plays * torch.tensor([[0.0], [1.0]])  # row 1: all of them
+        emptied = network._parts(batch)
+    history = 3  # the gate's slot of the history expert
+    assert torch.equal(emptied["gate"][0], plain["gate"][0])
+    assert torch.isneginf(emptied["gate"][1, history]) and torch.isfinite(plain["gate"][0, history])
+    assert not torch.allclose(emptied["query"][1], plain["query"][1])

@@ -401,7 +401,8 @@ def _train_epoch(
             continue
         songs, skipped = examples.window(chunk, config.max_length)
         batch = model_tensors(examples, chunk, songs, skipped, device)
-        if config.experts:  # the history expert must not see this session's own plays
+        if config.experts or (config.user and config.graph):
+            # The history expert and the listener's taste must not see this session's plays.
             history = model.inputs.user_songs[examples.user[chunk]]
             rest = examples.plays_from_target_on(chunk, history)
             batch["history_in_session"] = torch.from_numpy(rest).to(device)

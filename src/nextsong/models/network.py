@@ -277,18 +277,21 @@ class NextSongNetwork(nn.Module):
             songs = self.encoder(nodes, self._adjacency())["song"]
         return songs
 
-    def user_vector(self, user: Tensor, table: Tensor) -> Tensor:
-        """(B, d) long-term taste; zero for listeners unseen in training (cold start)."""
+    def user_vector(self, user: Tensor, table: Tensor, in_session: Tensor | None = None) -> Tensor:
+        """(B, d) long-term taste; zero for listeners unseen in training (cold start).
+        `in_session` as in `_experts`: in training, the session's own plays are left out."""
         n_users = self.user_x.shape[0]
         known = (user >= 0) & (user < n_users)
         row = user.clamp(0, n_users - 1)
         vector = self.user_id(row) + self.user_features(self.user_x[row])
         if self.config.graph:
             # A bipartite batch graph: each listener's most played songs -> the listener.
-            neighbours = self.user_songs[row]  # (B, M)
+            neighbours, weight = self.user_songs[row], self.user_song_weight[row]  # (B, M)
+            if in_session is not None:
+                neighbours, weight = _outside_session(neighbours, weight, in_session)
             owner, slot = torch.nonzero(neighbours >= 0, as_tuple=True)
             edge_index = torch.stack([neighbours[owner, slot], owner])  # (2, E) song -> row
-            weight = self.user_song_weight[row][owner, slot]
+            weight = weight[owner, slot]
             vector = vector + self.user_conv((table, vector), edge_index, weight)
         return vector * known[:, None]
 
@@ -304,7 +307,8 @@ class NextSongNetwork(nn.Module):
         session = zeros
         if config.session != "none" and songs.shape[1]:
             session = self.session(table[songs.clamp(min=0)], skipped, valid)
-        user = self.user_vector(batch["user"], table) if config.user else zeros
+        in_session = batch.get("history_in_session")
+        user = self.user_vector(batch["user"], table, in_session) if config.user else zeros
         when = hour_basis(batch["hour"], config.time)  # (B, HOUR_BASIS)
         time = self.hour(when[:, 1:]) + self.weekday(batch["weekday"]) if config.time else zeros
         query = session + user + time + self.mix(torch.cat([session, user, time], dim=1))
@@ -315,7 +319,6 @@ class NextSongNetwork(nn.Module):
             fit = (fit.view(b, -1, HOUR_BASIS) * when[:, None, :]).sum(dim=2)  # (B, 9)
         parts = {"query": query, "fit": fit, "table": table}
         if config.experts:
-            in_session = batch.get("history_in_session")
             parts.update(
                 self._experts(songs, skipped, valid, batch["user"], query, table, in_session)
             )
@@ -390,12 +393,10 @@ class NextSongNetwork(nn.Module):
         n_users = self.user_x.shape[0]
         known = (user >= 0) & (user < n_users)
         row = user.clamp(0, n_users - 1)
-        mine, mine_ok = candidates(self.user_songs[row], known)  # (B, M)
-        mine_weight = self.user_song_weight[row]  # log1p(plays)
+        mine, mine_weight = self.user_songs[row], self.user_song_weight[row]  # (B, M)
         if in_session is not None:
-            plays = mine_weight.expm1() - in_session
-            mine_ok = mine_ok & (plays > 0.5)
-            mine_weight = plays.clamp(min=0).log1p()
+            mine, mine_weight = _outside_session(mine, mine_weight, in_session)
+        mine, mine_ok = candidates(mine, known)
         mine_logit = self.history_plays * mine_weight + _dot(table[mine], self.history_query(query))
 
         oks = (follow_ok, same_ok, mine_ok)
@@ -459,6 +460,13 @@ class NextSongNetwork(nn.Module):
             added = torch.logaddexp(mixture.gather(1, ids), value).masked_fill(~ok, -math.inf)
             mixture.scatter_reduce_(1, ids, added, reduce="amax")
         return mixture
+
+
+def _outside_session(songs: Tensor, log_plays: Tensor, in_session: Tensor) -> tuple[Tensor, Tensor]:
+    """A listener's top songs (B, M; -1 padded) and log1p of their plays without the plays
+    `in_session` (B, M); a song left with none becomes padding."""
+    plays = log_plays.expm1() - in_session
+    return songs.masked_fill(plays < 0.5, -1), plays.clamp(min=0).log1p()
 
 
 def _dot(candidates: Tensor, query: Tensor) -> Tensor:
