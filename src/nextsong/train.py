@@ -148,9 +148,10 @@ class Examples:
         n_songs = len(self.play_counts)
         played, counts = np.unique(example * n_songs + self.event_song[event], return_counts=True)
         key = np.arange(len(index))[:, None] * n_songs + np.maximum(songs, 0)
+        # Every example plays at least its target, so `played` is empty only with no examples.
         at = np.minimum(np.searchsorted(played, key), len(played) - 1)
-        found = (played[at] == key) & (songs >= 0) if len(played) else np.zeros_like(songs, bool)
-        return np.where(found, counts[at] if len(played) else 0, 0).astype(np.float32)
+        found = (played[at] == key) & (songs >= 0)
+        return np.where(found, counts[at], 0).astype(np.float32)
 
 
 def training_examples(train: pl.DataFrame, play_counts: np.ndarray) -> Examples:

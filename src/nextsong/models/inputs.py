@@ -42,6 +42,14 @@ US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 86_400_000_000
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; weekdays count from Monday = 0
 
+# Sizes of the network's parts, shared by the torch network (`network.py`) and its numpy mirror
+# (`serving.py`); kept here because this module imports no torch.
+ENERGY_CENTRES = 8
+ENERGY_WIDTH = 0.1
+HOUR_BASIS = 5  # 1, cos h, sin h, cos 2h, sin 2h (h in units of a day)
+EXPERTS = ("neural", "follows", "same_artist", "history")
+MASKED = -1e9  # a finite "ruled out" logit inside an expert's softmax (no NaN on empty rows)
+
 # Relations the graph encoder propagates over, as (source, relation, destination) in the graph.
 CATALOG_RELATIONS: tuple[tuple[str, str, str], ...] = (
     ("song", "by", "artist"),

@@ -48,17 +48,21 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from nextsong.models.inputs import CATALOG_RELATIONS, ModelInputs, edge_key
+from nextsong.models.inputs import (
+    CATALOG_RELATIONS,
+    ENERGY_CENTRES,
+    ENERGY_WIDTH,
+    EXPERTS,
+    HOUR_BASIS,
+    MASKED,
+    ModelInputs,
+    edge_key,
+)
 
 if TYPE_CHECKING:
     from nextsong.models.neural import NeuralConfig
 
 SESSION_ENCODERS = ("gru", "sasrec", "none")
-ENERGY_CENTRES = 8
-ENERGY_WIDTH = 0.1
-HOUR_BASIS = 5  # 1, cos h, sin h, cos 2h, sin 2h (h in units of a day)
-EXPERTS = ("neural", "follows", "same_artist", "history")
-MASKED = -1e9  # a finite "ruled out" logit inside an expert's softmax (no NaN on empty rows)
 
 
 def hour_basis(hour: Tensor, time: bool) -> Tensor:
@@ -198,7 +202,9 @@ class NextSongNetwork(nn.Module):
             self.artist_query = nn.Linear(d, d)
             self.history_plays = nn.Parameter(torch.ones(1))
             self.history_query = nn.Linear(d, d)
-            self.gate = nn.Linear(d + 5, len(EXPERTS))
+            # q, the last song's skip flag, whether the session has started, and log(1 +
+            # candidates) of each item-to-item expert (`_experts`).
+            self.gate = nn.Linear(d + 2 + len(EXPERTS) - 1, len(EXPERTS))
 
     # -- inputs ------------------------------------------------------------------------------
     def _register_inputs(self, inputs: ModelInputs) -> None:

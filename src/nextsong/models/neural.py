@@ -213,30 +213,25 @@ class NeuralRecommender(Recommender):
         self.training_record = fit(self, data, TrainOptions())
 
     # -- scoring -----------------------------------------------------------------------------
-    def tensors(self, batch: SessionBatch, device: Any = None) -> dict[str, Any]:
-        """The network's input tensors for a batch of sessions-so-far (the last `max_length`
-        songs of each)."""
+    def arrays(self, batch: SessionBatch) -> dict[str, np.ndarray]:
+        """The network's inputs (`session_arrays`) for a batch of sessions-so-far: the last
+        `max_length` songs of each."""
         songs, skipped = batch.songs, batch.skipped
         width = min(songs.shape[1], self.config.max_length)
-        return session_tensors(
+        return session_arrays(
             batch.user_id,
             songs[:, songs.shape[1] - width :],
             skipped[:, skipped.shape[1] - width :],
             batch.now_us,
-            device,
         )
+
+    def tensors(self, batch: SessionBatch, device: Any = None) -> dict[str, Any]:
+        """`arrays` as torch tensors on `device`."""
+        return as_tensors(self.arrays(batch), device)
 
     def _score(self, batch: SessionBatch) -> np.ndarray:
         if self._scorer is not None:
-            songs, skipped = batch.songs, batch.skipped
-            width = min(songs.shape[1], self.config.max_length)
-            arrays = session_arrays(
-                batch.user_id,
-                songs[:, songs.shape[1] - width :],
-                skipped[:, skipped.shape[1] - width :],
-                batch.now_us,
-            )
-            return self._scorer.log_probs(**arrays)
+            return self._scorer.log_probs(**self.arrays(batch))
         import torch
 
         network = self.network
@@ -351,9 +346,12 @@ def session_tensors(
     target: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """`session_arrays` as torch tensors on `device`."""
+    return as_tensors(session_arrays(user, songs, skipped, now_us, target), device)
+
+
+def as_tensors(arrays: dict[str, np.ndarray], device: Any = None) -> dict[str, Any]:
     import torch
 
-    arrays = session_arrays(user, songs, skipped, now_us, target)
     return {
         name: torch.from_numpy(np.ascontiguousarray(v)).to(device) for name, v in arrays.items()
     }

@@ -29,14 +29,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nextsong.errors import DataError
+from nextsong.models.inputs import ENERGY_CENTRES, EXPERTS, HOUR_BASIS, MASKED
 
 if TYPE_CHECKING:
     from nextsong.models.neural import NeuralConfig
 
 PREFIX = "serving."
 WEIGHTS = "network."
-ENERGY_CENTRES = 8  # as network.ENERGY_CENTRES (not imported: that module imports torch)
-HOUR_BASIS = 5
 LAYER_NORM_EPS = 1e-5  # torch's default for LayerNorm and TransformerEncoderLayer
 USER_CHUNK = 4096  # listeners whose taste vectors are computed at once when saving
 
@@ -124,8 +123,8 @@ def expected_shapes(config: NeuralConfig, n_songs: int, n_users: int) -> dict[st
             shapes[WEIGHTS + part + ".bias"] = (d,)
         shapes[WEIGHTS + "artist_popularity"] = (1,)
         shapes[WEIGHTS + "history_plays"] = (1,)
-        shapes[WEIGHTS + "gate.weight"] = (4, d + 5)
-        shapes[WEIGHTS + "gate.bias"] = (4,)
+        shapes[WEIGHTS + "gate.weight"] = (len(EXPERTS), d + 2 + len(EXPERTS) - 1)
+        shapes[WEIGHTS + "gate.bias"] = (len(EXPERTS),)
     return shapes
 
 
@@ -170,7 +169,7 @@ class NumpyScorer:
         weekday: np.ndarray,
     ) -> np.ndarray:
         """(B, S) float32 log-probability of every song being next; -inf for window songs.
-        Inputs as `neural.session_tensors` makes them, as numpy arrays."""
+        Inputs as `neural.session_arrays` makes them."""
         config = self.config
         b, d = len(songs), config.dim
         valid = songs >= 0
@@ -313,7 +312,7 @@ class NumpyScorer:
             zip((follow, same, mine), oks, (follow_logit, same_logit, mine_logit), strict=True),
             start=1,
         ):
-            log_q = _log_softmax(np.where(ok, logit, _MASKED))
+            log_q = _log_softmax(np.where(ok, logit, np.float32(MASKED)))
             rows, cols = np.nonzero(ok)
             value = gate[rows, slot] + log_q[rows, cols]
             rows, songs_of, value = _max_per_cell(rows, ids[rows, cols], value, neural.shape[1])
@@ -330,7 +329,6 @@ _EXPERT_INPUTS = (
     "user_songs",
     "user_song_weight",
 )
-_MASKED = np.float32(-1e9)  # as network.MASKED: a finite "ruled out" logit inside an expert
 
 
 def _max_per_cell(
